@@ -1,0 +1,23 @@
+"""ailusion: text prompts → Stable Diffusion → preprocessing → a Flux CNN, as pluggy plugins
+composed and swept with Hydra."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .hookspecs import hookimpl, hookspec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import run
+
+__version__ = "0.1.0"
+__all__ = ["hookimpl", "hookspec", "run", "__version__"]
+
+
+def __getattr__(name: str):
+    # `ailusion.run` imports the pipeline (and numpy) only when it is used.
+    if name == "run":
+        from .api import run
+
+        return run
+    raise AttributeError(f"module 'ailusion' has no attribute {name!r}")

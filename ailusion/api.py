@@ -1,0 +1,46 @@
+"""Run a pipeline from Python, with the same configs as the CLI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+
+def compose_config(overrides: Sequence[str] = ()):
+    """Compose ``conf/config.yaml`` with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
+    with initialize_config_module("ailusion.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=None):
+    """Run a pipeline and return its :class:`ailusion.pipeline.RunResult`.
+
+    Args:
+        overrides (`Sequence[str]`, *optional*):
+            Hydra overrides, as on the command line: ``["generator=tiny", "generator.seed=3"]``.
+        run_dir (`str` or `Path`, *optional*, defaults to ``outputs/DATE/TIME``):
+            Where the outputs go; the composed config is saved in its ``.hydra/`` as the CLI does.
+        pm (*optional*):
+            A plugin manager from :func:`ailusion.manager.get_plugin_manager`, to run with
+            plugins registered by hand (tests, notebooks).
+
+    Example::
+
+        import ailusion
+        result = ailusion.run(["generator=tiny", "preprocessor.grayscale=true"], run_dir="out")
+        result.predictions.shape  # (3, 10)
+    """
+    from .pipeline import run_pipeline
+
+    config = compose_config(overrides)
+    if run_dir is None:
+        run_dir = Path("outputs", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
+    run_dir = Path(run_dir)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
+    return run_pipeline(config, run_dir, pm=pm)

@@ -1,0 +1,72 @@
+"""The hooks an ailusion plugin can implement.
+
+A plugin is a module registered in the ``ailusion`` entry-point group; it implements any of these
+hooks with ``@hookimpl`` (``from ailusion import hookimpl``). docs/plugins.md shows a complete one.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ailusion")
+hookimpl = pluggy.HookimplMarker("ailusion")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages: each returns {name: factory}; ``generator=NAME`` in the config picks the factory whose
+# name matches ``generator.plugin``. Every plugin's result is collected (none stops the call);
+# when two plugins register one name, the first result wins, and the default plugins run last.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_generators():
+    """Return ``{name: factory}``; ``factory(config, context)`` gives an
+    :class:`ailusion.stages.Generator`. All results are collected (not firstresult)."""
+
+
+@hookspec
+def register_preprocessors():
+    """Return ``{name: factory}``; ``factory(config, context)`` gives an
+    :class:`ailusion.stages.Preprocessor`. All results are collected (not firstresult)."""
+
+
+@hookspec
+def register_models():
+    """Return ``{name: factory}``; ``factory(config, context)`` gives an
+    :class:`ailusion.stages.Model`. All results are collected (not firstresult)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def config_searchpath():
+    """Return a Hydra search-path entry (``"pkg://my_plugin.conf"`` or ``"file://…"``), or a list
+    of them, holding YAML options for this plugin's config groups (``generator/my_gen.yaml``).
+    All results are collected (not firstresult)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle: called by the pipeline for every run; return values are ignored.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def run_start(config, run_dir, requests):
+    """A run starts in ``run_dir`` (a :class:`pathlib.Path`) with the composed ``config`` and
+    the list of :class:`ailusion.stages.ImageRequest` it will produce. Return value ignored."""
+
+
+@hookspec
+def image_written(record, run_dir):
+    """An image and everything derived from it is on disk; ``record`` is its manifest row (a
+    dict, ``file_name`` relative to ``run_dir``). Return value ignored."""
+
+
+@hookspec
+def run_end(config, run_dir, summary):
+    """A run finished; ``summary`` is a dict (``written``, ``skipped``, ``flagged``, ``seconds``,
+    ``run_dir``). Not called when the run fails. Return value ignored."""

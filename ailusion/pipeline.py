@@ -1,0 +1,134 @@
+"""The pipeline runner: prompts → generator → preprocessor → model, streamed.
+
+The calling thread drives the generator (the GPU) and does nothing else; PNG encoding,
+preprocessing and the forward pass run on worker threads fed through bounded queues, so the run
+goes at the pace of its slowest stage and its memory does not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from . import dataset
+from .errors import AilusionError
+from .manager import get_plugin_manager, resolve
+from .prompts import load_prompts
+from .stages import StageContext
+from .streaming import Consumer, Outputs
+
+
+@dataclass
+class RunResult:
+    """What a run produced; every path is inside ``run_dir``."""
+
+    run_dir: Path
+    image_paths: list[Path]
+    preprocessed_paths: list[Path]
+    predictions: np.ndarray  # (N, len(labels)) logits
+    labels: list[str]
+    summary: dict = field(default_factory=dict)
+
+
+def build_stages(config: DictConfig, context: StageContext, pm):
+    """Resolve and construct the three stages; config errors surface here, before any work."""
+    return tuple(
+        resolve(pm, stage, config[stage].get("plugin"))(config[stage], context)
+        for stage in ("generator", "preprocessor", "model")
+    )
+
+
+def shard_requests(requests: list, shard: int, num_shards: int) -> list:
+    """This shard's requests: every ``num_shards``-th one, starting at ``shard``."""
+    if num_shards < 1:
+        raise AilusionError(f"num_shards: must be at least 1, got {num_shards}")
+    if not 0 <= shard < num_shards:
+        raise AilusionError(f"shard: must be in [0, {num_shards - 1}], got {shard}")
+    return requests[shard::num_shards]
+
+
+def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -> RunResult:
+    """Run one job into ``run_dir`` and return its results."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    pm = pm or get_plugin_manager()
+
+    # 1. Plugins and stages
+    context = StageContext(config=config, run_dir=run_dir, job_num=job_num)
+    generator, preprocessor, model = build_stages(config, context, pm)
+
+    # 2. Plan the images, keep this shard's, find those a previous run completed
+    requests = generator.plan(load_prompts(config))
+    requests = shard_requests(requests, config.shard, config.num_shards)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous = dataset.read_manifest(run_dir)
+    done = {
+        r.index: previous[r.index]
+        for r in requests
+        if r.index in previous and dataset.is_complete(run_dir, previous[r.index])
+    }
+
+    # 3. Load models: the model first, so juliacall can load before torch
+    model.setup(preprocessor.output_shape)
+    todo = [r for r in requests if r.index not in done]
+    if todo:
+        generator.setup()
+    pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
+
+    # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
+    outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level)
+    consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))
+    progress = _progress(config, len(requests))
+    try:
+        with consumer:
+            images = iter(generator.generate(todo)) if todo else iter(())
+            for request in requests:
+                generated = None if request.index in done else next(images)
+                if generated is not None and generated.request.index != request.index:
+                    raise AilusionError(
+                        f"generator {config.generator.plugin!r} yielded image "
+                        f"{generated.request.index} where {request.index} was expected"
+                    )
+                consumer.put(request, generated)
+                progress.update(1)
+    except BaseException:
+        outputs.abort()
+        raise
+    finally:
+        progress.close()
+
+    # 5. Finish: arrays, predictions, manifest, summary
+    rows = outputs.finish()
+    summary = {
+        "written": len(requests) - len(done),
+        "skipped": len(done),
+        "flagged": sum(1 for row in rows.values() if row.get("flagged")),
+        "seconds": round(time.perf_counter() - started, 3),
+        "run_dir": str(run_dir),
+    }
+    pm.hook.run_end(config=config, run_dir=run_dir, summary=summary)
+    return RunResult(
+        run_dir=run_dir,
+        image_paths=[run_dir / rows[r.index]["file_name"] for r in requests],
+        preprocessed_paths=[run_dir / rows[r.index]["preprocessed_file_name"] for r in requests],
+        predictions=outputs.logits,
+        labels=list(model.labels),
+        summary=summary,
+    )
+
+
+def _batch_size(config: DictConfig) -> int:
+    return int(config.model.get("batch_size", 32) or 32)
+
+
+def _progress(config: DictConfig, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc="images", unit="img", disable=not config.progress, file=sys.stderr
+    )

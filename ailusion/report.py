@@ -1,0 +1,27 @@
+"""What a run tells a person at the end: the predictions table and the summary."""
+
+from __future__ import annotations
+
+MAX_ROWS = 20
+
+
+def print_predictions(result, max_rows: int = MAX_ROWS) -> None:
+    """Print one line per image: its file, top label and probability."""
+    from .streaming import softmax
+
+    probabilities = softmax(result.predictions.astype("float64"))
+    print(f"{'image':<28} {'label':<12} {'probability':>11}")
+    for path, row in list(zip(result.image_paths, probabilities))[:max_rows]:
+        top = int(row.argmax())
+        print(f"{path.name:<28} {result.labels[top]:<12} {row[top]:>11.4f}")
+    if len(result.image_paths) > max_rows:
+        print(f"… {len(result.image_paths) - max_rows} more in predictions.json")
+
+
+def print_summary(result) -> None:
+    """Print what the run wrote, skipped and flagged, how long it took, and where."""
+    s = result.summary
+    print(
+        f"ailusion: {s['written']} images written, {s['skipped']} skipped, "
+        f"{s['flagged']} flagged in {s['seconds']:.1f}s → {s['run_dir']}"
+    )

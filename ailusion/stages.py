@@ -1,0 +1,114 @@
+"""The contracts between the pipeline and its three stages.
+
+A plugin provides a stage by returning a *factory* from one of the registration hooks in
+:mod:`ailusion.hookspecs`. The pipeline calls ``factory(config, context)`` with the stage's Hydra
+config node and a :class:`StageContext`. Factories must be cheap: validate the config (raise
+:class:`ailusion.errors.ConfigError` naming the key) and return; heavy imports (torch, diffusers,
+juliacall) and model loading belong in ``setup()``, so that config errors are reported before any
+work starts and without loading torch.
+
+Data flows one way: prompts → generator → preprocessor → model. No stage sees another; the
+pipeline passes values between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
+    import numpy as np
+    from omegaconf import DictConfig
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt as read from ``prompts`` or ``prompts_file`` (a row's own seed wins)."""
+
+    text: str
+    negative_prompt: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image to make. ``index`` is its 1-based number in the whole run: the image is saved as
+    ``generated_image_{index}.png`` and keeps that number whatever the sharding or batching."""
+
+    index: int
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    source: str | None = None  # file the image comes from (folder generator)
+
+
+@dataclass
+class GeneratedImage:
+    """What a generator yields: the request, an RGB image, and its provenance.
+
+    ``info`` holds what is written into the PNG's text chunks and the manifest (model, scheduler,
+    num_inference_steps, guidance_scale, height, width, …). A generator sets ``info["flagged"]``
+    to a short reason (``"nsfw"``, ``"black"``, ``"nan"``) for an image that must not be taken
+    for a good one.
+    """
+
+    request: ImageRequest
+    image: Image.Image
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """What every stage factory receives beside its own config node."""
+
+    config: DictConfig  # the whole composed config, read-only
+    run_dir: Path
+    job_num: int = 0  # the job's number in a Hydra multirun sweep (0 for a single run)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Turns prompts into images."""
+
+    def plan(self, prompts: Sequence[Prompt]) -> list[ImageRequest]:
+        """Every image this generator makes for ``prompts``, in order (no heavy work)."""
+
+    def setup(self) -> None:
+        """Load models; called once before the first ``generate``."""
+
+    def generate(self, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
+        """Make the requested images, yielding each as soon as it exists, in request order."""
+
+
+@runtime_checkable
+class Preprocessor(Protocol):
+    """Turns images into the arrays a model eats."""
+
+    #: (channels, height, width) of one preprocessed image, known from the config alone.
+    output_shape: tuple[int, int, int]
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that shape the output, written to the manifest."""
+
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return a (N, C, H, W) array for ``images``."""
+
+    def to_image(self, array: np.ndarray) -> Image.Image:
+        """Map one (C, H, W) output back to an 8-bit image for viewing."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Runs a forward pass on preprocessed batches."""
+
+    #: one name per output; ``["0", "1", …]`` when the config gives none.
+    labels: list[str]
+
+    def setup(self, input_shape: tuple[int, int, int]) -> None:
+        """Build or load the weights for (C, H, W) inputs; raise ``ConfigError`` when they
+        cannot fit. Called before the generator's ``setup`` (so juliacall can load before torch)."""
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Return (N, len(labels)) logits for a (N, C, H, W) float32 batch."""

@@ -1,0 +1,236 @@
+"""The worker side of the pipeline: batching, preprocessing, the forward pass and the writes.
+
+:class:`Consumer` takes images from the generating thread through a bounded queue and runs the
+preprocessor and the model on batches; :class:`Outputs` encodes PNGs on a thread pool (with a
+bounded number in flight), fills the arrays on disk row by row, and appends a manifest row only
+once all of its image's files are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import dataset
+from .dataset import atomic_path
+
+_STOP = object()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class Outputs:
+    """Everything a run writes into its run dir."""
+
+    def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6):
+        self.run_dir, self.total = Path(run_dir), total
+        self.preprocessor, self.labels = preprocessor, list(model.labels)
+        self.compress_level = compress_level
+        self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
+        self.rows: dict[int, dict] = {}
+        self.order: list[int] = []  # image index of each row of the arrays
+        self._array = None
+        self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
+        self._manifest = dataset.ManifestWriter(self.run_dir)
+        workers = max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ailusion-io")
+        self._in_flight = threading.BoundedSemaphore(4 * workers)
+        self._pending: deque[tuple[dict, list[Future]]] = deque()
+        self.hook = None  # set by the Consumer: called with each complete row
+
+    def _submit(self, fn, *args, **kwargs) -> Future:
+        self._in_flight.acquire()
+        future = self._pool.submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda _: self._in_flight.release())
+        return future
+
+    def add_batch(self, batch, arrays: np.ndarray, logits: np.ndarray) -> None:
+        """Record one processed batch of ``(request, generated, previous_row)`` triples."""
+        if self._array is None:
+            self._array = np.lib.format.open_memmap(
+                self._array_tmp, mode="w+", dtype=arrays.dtype,
+                shape=(self.total, *arrays.shape[1:]),
+            )
+        probabilities = softmax(logits.astype(np.float64))
+        for i, (request, generated, previous) in enumerate(batch):
+            position = len(self.order)
+            self.order.append(request.index)
+            self._array[position] = arrays[i]
+            self.logits[position] = logits[i]
+            row = dict(previous) if previous else self._new_row(request, generated)
+            top = int(np.argmax(probabilities[i]))
+            flagged = row.get("flagged") or ("nan" if not np.isfinite(logits[i]).all() else None)
+            row.update(
+                label=self.labels[top],
+                probability=round(float(probabilities[i, top]), 6),
+                logits=[float(x) for x in logits[i]],
+                flagged=flagged,
+            )
+            futures = []
+            if generated is not None:
+                text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
+                futures.append(self._submit(
+                    dataset.save_png, generated.image, self.run_dir / row["file_name"],
+                    self.compress_level, text,
+                ))
+            if previous is None:
+                futures.append(self._submit(
+                    dataset.save_png, self.preprocessor.to_image(arrays[i]),
+                    self.run_dir / row["preprocessed_file_name"], self.compress_level,
+                ))
+            self.rows[request.index] = row
+            self._pending.append((row, futures))
+        self._drain(block=False)
+
+    def _new_row(self, request, generated) -> dict:
+        info = dict(generated.info)
+        flagged = info.pop("flagged", None)
+        if flagged is None and max(hi for _, hi in _extrema(generated.image)) == 0:
+            flagged = "black"
+        return {
+            "file_name": dataset.generated_name(request.index),
+            "index": request.index,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": request.seed,
+            "source": request.source,
+            **info,
+            "preprocessed_file_name": dataset.preprocessed_name(request.index),
+            "preprocessing": self.preprocessor.settings(),
+            "flagged": flagged,
+        }
+
+    def _drain(self, block: bool) -> None:
+        while self._pending and (block or all(f.done() for f in self._pending[0][1])):
+            row, futures = self._pending.popleft()
+            for future in futures:
+                future.result()  # re-raises a failed write
+            self._manifest.append(row)
+            if self.hook is not None:
+                self.hook(row)
+
+    def finish(self) -> dict[int, dict]:
+        """Wait for the writes, then put the arrays, predictions and manifest in place."""
+        self._drain(block=True)
+        self._pool.shutdown()
+        if self._array is not None:
+            self._array.flush()
+            del self._array
+            os.replace(self._array_tmp, self.run_dir / "preprocessed.npy")
+        with atomic_path(self.run_dir / "predictions.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.logits)
+        self._write_json("preprocessed_index.json", [self.rows[i]["file_name"] for i in self.order])
+        self._write_json("predictions.json", {
+            "labels": self.labels,
+            "images": [
+                {k: self.rows[i][k] for k in ("file_name", "index", "label", "probability", "logits")}
+                for i in self.order
+            ],
+        })
+        self._manifest.finalize(self.rows)
+        return self.rows
+
+    def _write_json(self, name: str, value) -> None:
+        with atomic_path(self.run_dir / name) as tmp:
+            tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+
+    def abort(self) -> None:
+        """Stop after a failure: finish the writes under way, drop the partial arrays."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._manifest.close()
+        self._array = None
+        self._array_tmp.unlink(missing_ok=True)
+
+
+_PNG_TEXT_KEYS = (
+    "prompt", "negative_prompt", "seed", "model", "scheduler", "num_inference_steps",
+    "guidance_scale", "height", "width",
+)
+
+
+def _extrema(image):
+    extrema = image.getextrema()
+    return extrema if isinstance(extrema[0], tuple) else (extrema,)
+
+
+class Consumer:
+    """Runs preprocessing and the forward pass on batches, on its own thread."""
+
+    def __init__(self, outputs: Outputs, preprocessor, model, pm, done: dict, batch_size: int):
+        self.outputs, self.preprocessor, self.model = outputs, preprocessor, model
+        self.done, self.batch_size = done, batch_size
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=2 * batch_size)
+        self._thread = threading.Thread(target=self._run, name="ailusion-consumer", daemon=True)
+        self._stopped = threading.Event()
+        outputs.hook = lambda row: pm.hook.image_written(record=row, run_dir=outputs.run_dir)
+
+    def __enter__(self) -> "Consumer":
+        self._thread.start()
+        return self
+
+    def put(self, request, generated) -> None:
+        """Hand one image over; blocks while the workers are behind, raises if they failed."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self._queue.put((request, generated), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._stopped.set()
+            self._thread.join()
+            return
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        batch: list = []
+        try:
+            while not self._stopped.is_set():
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is not _STOP:
+                    batch.append(item)
+                if batch and (item is _STOP or len(batch) >= self.batch_size):
+                    self._process(batch)
+                    batch = []
+                if item is _STOP:
+                    return
+        except BaseException as exc:  # handed to the generating thread by put() or __exit__
+            self.error = exc
+
+    def _process(self, items) -> None:
+        from PIL import Image
+
+        batch, images = [], []
+        for request, generated in items:
+            previous = self.done.get(request.index)
+            if generated is None:
+                with Image.open(self.outputs.run_dir / previous["file_name"]) as image:
+                    images.append(image.convert("RGB"))
+            else:
+                images.append(generated.image)
+            batch.append((request, generated, previous))
+        arrays = self.preprocessor.preprocess(images)
+        logits = np.asarray(self.model.forward(arrays), dtype=np.float32)
+        self.outputs.add_batch(batch, arrays, logits)

@@ -1,0 +1,2 @@
+"""ailusion's default plugins. Each is an ordinary plugin, registered through the same
+``ailusion`` entry-point group as a third-party one (see pyproject.toml)."""
