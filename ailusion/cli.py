@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
+from . import helpcache
 from .errors import AilusionError
 
 
@@ -17,11 +15,19 @@ def main() -> None:
     """Entry point of the ``ailusion`` console script and ``python -m ailusion``."""
     if sys.argv[1:2] == ["plugins"]:
         sys.exit(plugins_command(sys.argv[2:]))
-    _app()
+    if helpcache.wants_help(sys.argv[1:]):
+        sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
+    _hydra_app()
 
 
-@hydra.main(version_base="1.3", config_path="pkg://ailusion.conf", config_name="config")
-def _app(config: DictConfig) -> None:
+def _hydra_app() -> None:
+    """Run the Hydra app (imported here: cached ``--help`` and ``plugins`` need no Hydra)."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path="pkg://ailusion.conf", config_name="config")(_task)()
+
+
+def _task(config) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from .pipeline import run_pipeline

@@ -20,16 +20,11 @@ TINY_VERSION = "tiny-sd-v1"
 SEED = 0
 
 
-def cache_dir() -> Path:
-    """``$AILUSION_CACHE`` or the user cache dir (``~/.cache/ailusion`` on Linux)."""
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("AILUSION_CACHE") or user_cache_dir("ailusion"))
-
-
 def ensure_tiny_pipeline(root: Path | None = None) -> Path:
     """Return the folder of the tiny pipeline, building it first if it is not cached."""
     from filelock import FileLock
+
+    from ailusion.paths import cache_dir
 
     root = Path(root) if root is not None else cache_dir()
     target = root / TINY_VERSION
