@@ -39,7 +39,7 @@ class Outputs:
         self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
         self.rows: dict[int, dict] = {}
         self.order: list[int] = []  # image index of each row of the arrays
-        self._array = None
+        self._array_file = None  # preprocessed.npy, written row by row (see add_batch)
         self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
         self._manifest = dataset.ManifestWriter(self.run_dir)
         workers = max(2, os.cpu_count() or 2)
@@ -56,16 +56,20 @@ class Outputs:
 
     def add_batch(self, batch, arrays: np.ndarray, logits: np.ndarray) -> None:
         """Record one processed batch of ``(request, generated, previous_row)`` triples."""
-        if self._array is None:
-            self._array = np.lib.format.open_memmap(
-                self._array_tmp, mode="w+", dtype=arrays.dtype,
-                shape=(self.total, *arrays.shape[1:]),
-            )
+        if self._array_file is None:
+            # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
+            # keep every written page in this process's resident memory until the end.
+            self._array_file = open(self._array_tmp, "wb")
+            np.lib.format.write_array_header_2_0(self._array_file, {
+                "descr": np.lib.format.dtype_to_descr(arrays.dtype),
+                "fortran_order": False,
+                "shape": (self.total, *arrays.shape[1:]),
+            })
         probabilities = softmax(logits.astype(np.float64))
         for i, (request, generated, previous) in enumerate(batch):
             position = len(self.order)
             self.order.append(request.index)
-            self._array[position] = arrays[i]
+            self._array_file.write(np.ascontiguousarray(arrays[i]).tobytes())
             self.logits[position] = logits[i]
             row = dict(previous) if previous else self._new_row(request, generated)
             top = int(np.argmax(probabilities[i]))
@@ -123,9 +127,8 @@ class Outputs:
         """Wait for the writes, then put the arrays, predictions and manifest in place."""
         self._drain(block=True)
         self._pool.shutdown()
-        if self._array is not None:
-            self._array.flush()
-            del self._array
+        if self._array_file is not None:
+            self._array_file.close()
             os.replace(self._array_tmp, self.run_dir / "preprocessed.npy")
         with atomic_path(self.run_dir / "predictions.npy") as tmp:
             with open(tmp, "wb") as f:
@@ -149,7 +152,8 @@ class Outputs:
         """Stop after a failure: finish the writes under way, drop the partial arrays."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._manifest.close()
-        self._array = None
+        if self._array_file is not None:
+            self._array_file.close()
         self._array_tmp.unlink(missing_ok=True)
 
 
