@@ -1,0 +1,188 @@
+"""ailusion's throughput benchmarks: one command, one table of ratios measured side by side.
+
+    python bench/run.py            # every measure (a few minutes on 2 cores)
+    python bench/run.py --quick    # fewer repeats and images, for a smoke test
+
+Absolute times vary from machine to machine and minute to minute; each ratio compares two things
+measured in the same run, interleaved, best of several, which holds far better. BENCHMARKS.md has
+the last results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROMPT = "a magical forest with glowing trees"
+
+
+def best_of(repeats: int, *commands):
+    """Run each callable ``repeats`` times, interleaved, and return each one's fastest time."""
+    best = [float("inf")] * len(commands)
+    for _ in range(repeats):
+        for i, command in enumerate(commands):
+            started = time.perf_counter()
+            command()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
+def cli(*args, cwd=None):
+    """Run ``ailusion ARGS…`` quietly; return its peak RSS in MiB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ailusion", *args], cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"ailusion {' '.join(args)} failed:\n{proc.stderr.read()}")
+    return usage.ru_maxrss / 1024
+
+
+def tiny_args(count: int, run_dir: Path) -> list[str]:
+    return [
+        "generator=tiny", f"prompts=[{PROMPT}]", f"generator.num_images_per_prompt={count}",
+        "progress=false", f"hydra.run.dir={run_dir}",
+    ]
+
+
+def measure_end_to_end(images: int, repeats: int, work: Path):
+    """ailusion (generate + save + preprocess + forward + manifest) ÷ a bare diffusers loop."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    import ailusion
+    from ailusion.plugins.tiny_sd import ensure_tiny_pipeline
+
+    model = ensure_tiny_pipeline()
+
+    def bare_loop():
+        pipe = StableDiffusionPipeline.from_pretrained(model, use_safetensors=True)
+        pipe.set_progress_bar_config(disable=True)
+        for seed in range(images):
+            pipe(PROMPT, num_inference_steps=2, height=64, width=64,
+                 generator=torch.Generator("cpu").manual_seed(seed))
+
+    def pipeline():
+        run_dir = work / "e2e"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        ailusion.run(tiny_args(images, run_dir)[:-1], run_dir=run_dir)
+
+    ours, bare = best_of(repeats, pipeline, bare_loop)
+    return ours / bare, f"{ours:.2f}s vs {bare:.2f}s"
+
+
+def measure_memory(small: int, large: int, work: Path):
+    """Peak RSS of a run of ``large`` images ÷ one of ``small`` images."""
+    rss_small = cli(*tiny_args(small, work / "rss_small"))
+    rss_large = cli(*tiny_args(large, work / "rss_large"))
+    return rss_large / rss_small, f"{rss_large:.0f} MiB vs {rss_small:.0f} MiB"
+
+
+def measure_help(repeats: int):
+    """Wall time of ``ailusion --help`` ÷ ``python -c "import hydra"`` (help cache warm)."""
+    def run(*args):
+        return lambda: subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+
+    run(sys.executable, "-m", "ailusion", "--help")()  # warms the help cache
+    ours, hydra = best_of(
+        repeats, run(sys.executable, "-m", "ailusion", "--help"),
+        run(sys.executable, "-c", "import hydra"),
+    )
+    return ours / hydra, f"{ours * 1000:.0f} ms vs {hydra * 1000:.0f} ms"
+
+
+def measure_batched_forward(repeats: int, work: Path):
+    """Forward throughput of the torch backend: a batch of 32 in one call ÷ 32 single calls."""
+    import numpy as np
+
+    from ailusion.api import compose_config
+    from ailusion.manager import get_plugin_manager, resolve
+    from ailusion.stages import StageContext
+
+    config = compose_config(["model.backend=torch", "model.device=cpu"])
+    factory = resolve(get_plugin_manager(), "model", config.model.plugin)
+    model = factory(config.model, StageContext(config=config, run_dir=work / "forward"))
+    model.setup((3, 224, 224))
+    batch = np.random.default_rng(0).random((32, 3, 224, 224), dtype=np.float32)
+    batched, single = best_of(
+        repeats, lambda: model.forward(batch), lambda: [model.forward(batch[i:i + 1]) for i in range(32)]
+    )
+    return single / batched, f"{32 / batched:.0f} img/s vs {32 / single:.0f} img/s"
+
+
+def measure_seeds_workflow(images: int, work: Path):
+    """The seeds' three scripts (generate, preprocess from PNGs, model) ÷ one ailusion run."""
+    from ailusion.plugins.tiny_sd import ensure_tiny_pipeline
+
+    model, seeds_dir = str(ensure_tiny_pipeline()), work / "seeds"
+
+    def seeds():
+        shutil.rmtree(seeds_dir, ignore_errors=True)
+        for script, *args in (("generate.py", model, seeds_dir, images, 64),
+                              ("preprocess.py", seeds_dir), ("model.py", seeds_dir)):
+            subprocess.run([sys.executable, HERE / "seeds" / script, *map(str, args)], check=True,
+                           stderr=subprocess.DEVNULL)
+
+    def ours():
+        shutil.rmtree(work / "ours", ignore_errors=True)
+        cli(*tiny_args(images, work / "ours"))
+
+    theirs, mine = best_of(1, seeds, ours)
+    return theirs / mine, f"{theirs:.2f}s vs {mine:.2f}s"
+
+
+def png_levels(levels=(0, 1, 3, 6, 9), repeats: int = 5) -> None:
+    """Print the time and size of one 512² PNG at each ``png_compress_level``."""
+    import io
+
+    from PIL import Image
+
+    # A structured image with fine detail, closer to a photo than flat colour or pure noise.
+    gray = Image.effect_mandelbrot((512, 512), (-2.0, -1.25, 0.75, 1.25), 100)
+    image = Image.merge("RGB", (gray, gray.rotate(90), gray.transpose(Image.FLIP_LEFT_RIGHT)))
+    print(f"\n{'png_compress_level':>18} {'ms per 512² image':>18} {'KiB':>6}")
+    for level in levels:
+        buffer = io.BytesIO()
+        (seconds,) = best_of(repeats, lambda: image.save(io.BytesIO(), "PNG", compress_level=level))
+        image.save(buffer, "PNG", compress_level=level)
+        print(f"{level:>18} {seconds * 1000:>18.1f} {len(buffer.getvalue()) / 1024:>6.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory(prefix="ailusion-bench-") as tmp:
+        work = Path(tmp)
+        rows = [
+            ("end to end ÷ bare diffusers loop (48 images, 64 px)", "≤ 1.10",
+             lambda: measure_end_to_end(12 if args.quick else 48, repeats, work), lambda r: r <= 1.10),
+            ("peak RSS, 500 images ÷ 20 images", "≤ 1.15",
+             lambda: measure_memory(20, 100 if args.quick else 500, work), lambda r: r <= 1.15),
+            ("`ailusion --help` ÷ `python -c 'import hydra'`", "≤ 1.5",
+             lambda: measure_help(3 if args.quick else 7), lambda r: r <= 1.5),
+            ("torch forward: batch of 32 ÷ 32 single calls", "≥ 5",
+             lambda: measure_batched_forward(repeats, work), lambda r: r >= 5),
+            ("seeds' three scripts ÷ ailusion (48 images)", "report",
+             lambda: measure_seeds_workflow(12 if args.quick else 48, work), lambda r: True),
+        ]
+        print(f"{'measure':<54} {'ratio':>7} {'target':>7}  {'':4} detail")
+        for name, target, measure, passes in rows:
+            ratio, detail = measure()
+            verdict = "" if target == "report" else ("ok" if passes(ratio) else "MISS")
+            print(f"{name:<54} {ratio:>7.2f} {target:>7}  {verdict:<4} {detail}", flush=True)
+    png_levels(repeats=2 if args.quick else 5)
+
+
+if __name__ == "__main__":
+    main()
