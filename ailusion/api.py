@@ -12,6 +12,9 @@ from omegaconf import OmegaConf
 
 def compose_config(overrides: Sequence[str] = ()):
     """Compose ``conf/config.yaml`` with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
+    from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
+
+    register()  # plugins' config options (config_searchpath hook)
     with initialize_config_module("ailusion.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
 

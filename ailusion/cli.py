@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
-from . import helpcache
+from . import helpcache, hydra_files
 from .errors import AilusionError
 
 
@@ -15,31 +17,97 @@ def main() -> None:
     """Entry point of the ``ailusion`` console script and ``python -m ailusion``."""
     if sys.argv[1:2] == ["plugins"]:
         sys.exit(plugins_command(sys.argv[2:]))
+    if sys.argv[1:2] == ["merge"]:
+        from .merge import merge_command
+
+        sys.exit(merge_command(sys.argv[2:]))
     if helpcache.wants_help(sys.argv[1:]):
         sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
-    _hydra_app()
+    sys.exit(_run_app())
+
+
+_one_line_errors = False  # set by _run_app: _task then prints its error itself
+
+
+def _run_app() -> int:
+    """Run the Hydra app; print any error as one line (with ``HYDRA_FULL_ERROR=1``, raise it)."""
+    global _one_line_errors
+    hydra_files.defer(sys.argv)
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        _hydra_app()
+        return 0
+    # Hydra then raises its composition errors instead of printing them over several lines.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    _one_line_errors = True
+    warnings.showwarning = _show_warning
+    try:
+        _hydra_app()
+    except KeyboardInterrupt:
+        print("ailusion: interrupted; run again with the same config to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_warned: set[str] = set()
+
+
+def _show_warning(message, *args, **kwargs) -> None:
+    """Print each warning once, as one line (not Python's two, with a source line)."""
+    text = " ".join(str(message).split()).removeprefix("ailusion: ")
+    if text not in _warned:
+        _warned.add(text)
+        print(f"ailusion: warning: {text}", file=sys.stderr)
+
+
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one line: the message of a user error, the type too for anything else."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, (AilusionError, HydraException, OmegaConfBaseException)):
+        text = str(exc).split("Config search path:")[0]
+        if isinstance(exc.__cause__, OmegaConfBaseException):  # its next lines repeat the key
+            text = f"{text}: {str(exc.__cause__).splitlines()[0]}"
+        text = text.replace(":\n\t", ": ").replace("\n\t", ", ")
+    elif isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = f"{type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)"
+    return " ".join(text.split())
 
 
 def _hydra_app() -> None:
     """Run the Hydra app (imported here: cached ``--help`` and ``plugins`` need no Hydra)."""
     import hydra
+    from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
 
+    register()  # plugins' config options (config_searchpath hook)
     hydra.main(version_base="1.3", config_path="pkg://ailusion.conf", config_name="config")(_task)()
 
 
 def _task(config) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from .manager import get_plugin_manager
     from .pipeline import run_pipeline
     from .report import print_predictions, print_summary
 
     runtime = HydraConfig.get()
+    pm = get_plugin_manager()
+    hydra_files.register(pm, config)
     try:
         result = run_pipeline(
-            config, Path(runtime.runtime.output_dir), job_num=int(runtime.job.get("num") or 0)
+            config, Path(runtime.runtime.output_dir), pm=pm,
+            job_num=int(runtime.job.get("num") or 0),
         )
-    except AilusionError as exc:
-        print(f"ailusion: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not _one_line_errors:
+            raise
+        # Exiting here spares the line Hydra writes before re-raising a job's error.
+        print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
         sys.exit(1)
     print_predictions(result)
     print_summary(result)

@@ -1,13 +1,23 @@
-"""The run dir on disk: atomic writes, the manifest, and which images are already complete."""
+"""The run dir on disk: atomic writes, the manifest, and which images are already complete.
+
+The manifest, ``metadata.jsonl``, follows the Hugging Face ``imagefolder`` layout: one JSON object
+per line with ``file_name`` (the generated image) and ``preprocessed_file_name`` (what the model
+saw), so ``datasets.load_dataset("imagefolder", data_dir=RUN_DIR)`` gives an ``image`` and a
+``preprocessed`` column beside the metadata. Images the manifest does not name (the contact sheet)
+are not rows.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import AilusionError
 
 MANIFEST = "metadata.jsonl"
 
@@ -22,6 +32,11 @@ def generated_name(index: int) -> str:
 
 def preprocessed_name(index: int) -> str:
     return f"preprocessed_image_{index}.png"
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of a file :func:`atomic_path` had not yet renamed into place."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 @contextmanager
@@ -47,8 +62,27 @@ def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | 
     for key, value in (text or {}).items():
         if value is not None:
             info.add_text(key, value if isinstance(value, str) else json.dumps(value))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", compress_level=compress_level, pnginfo=info)
+    try:
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG", compress_level=compress_level, pnginfo=info)
+    except OSError as exc:
+        raise AilusionError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None``: JSON has no NaN, and readers reject it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    return value
+
+
+def dumps_row(row: dict) -> str:
+    """One manifest line (sorted keys, so equal rows are equal bytes)."""
+    return json.dumps(json_safe(row), sort_keys=True, allow_nan=False) + "\n"
 
 
 def read_manifest(run_dir: Path) -> dict[int, dict]:
@@ -57,7 +91,7 @@ def read_manifest(run_dir: Path) -> dict[int, dict]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
             rows[int(row["index"])] = row
@@ -67,30 +101,36 @@ def read_manifest(run_dir: Path) -> dict[int, dict]:
 
 
 def is_complete(run_dir: Path, row: dict) -> bool:
-    """True when every file a manifest row names exists and decodes as an image."""
+    """True when every file a manifest row names is inside ``run_dir`` and decodes as an image."""
     from PIL import Image
 
     for key in ("file_name", "preprocessed_file_name"):
         name = row.get(key)
-        if name is None:
-            continue
+        if not isinstance(name, str) or Path(name).name != name:
+            return False
         try:
             with Image.open(Path(run_dir) / name) as image:
                 image.load()
-        except Exception:
+        except Exception:  # missing, truncated or not an image: it is made again
             return False
     return True
+
+
+def write_manifest(run_dir: Path, rows: dict[int, dict]) -> None:
+    """Replace the manifest with ``rows``, sorted by index, in one atomic rename."""
+    with atomic_path(Path(run_dir) / MANIFEST) as tmp:
+        tmp.write_text("".join(dumps_row(rows[i]) for i in sorted(rows)), encoding="utf-8")
 
 
 class ManifestWriter:
     """Appends manifest rows, one complete JSON line at a time, flushed as written."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / MANIFEST
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.run_dir = Path(run_dir)
+        self._file = open(self.run_dir / MANIFEST, "a", encoding="utf-8")
 
     def append(self, row: dict) -> None:
-        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+        self._file.write(dumps_row(row))
         self._file.flush()
 
     def close(self) -> None:
@@ -99,8 +139,4 @@ class ManifestWriter:
     def finalize(self, rows: dict[int, dict]) -> None:
         """Rewrite the manifest sorted by index, so a resumed run ends as an uninterrupted one."""
         self.close()
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(
-                "".join(json.dumps(rows[i], sort_keys=True) + "\n" for i in sorted(rows)),
-                encoding="utf-8",
-            )
+        write_manifest(self.run_dir, rows)

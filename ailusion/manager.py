@@ -36,19 +36,22 @@ def get_plugin_manager() -> PluginManager:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
+        dist = ep.dist.name if ep.dist else "?"
         try:
             plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+            pm.check_pending()  # a misspelt hook name fails here, naming this plugin
         except Exception as exc:  # a broken third-party plugin must not break the others
-            dist = ep.dist.name if ep.dist else "?"
+            if pm.get_plugin(ep.name) is not None:
+                pm.unregister(name=ep.name)
+            # Issued from this line (no stacklevel): Python shows it once per process, however
+            # many plugin managers are built (Hydra's search path and the pipeline both build one).
             warnings.warn(
                 f"ailusion: plugin {ep.name!r} ({ep.value}, from {dist}) failed to load and is "
-                f"skipped: {type(exc).__name__}: {exc}",
-                stacklevel=2,
+                f"skipped: {type(exc).__name__}: {exc}"
             )
             continue
-        pm.register(plugin, name=ep.name)
         pm.distributions[ep.name] = ep.dist
-    pm.check_pending()
     if os.environ.get("AILUSION_TRACE_HOOKS"):
         pm.trace.root.setwriter(print)
         pm.enable_tracing()

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import dataset
-from .errors import AilusionError
+from . import dataset, rundir
+from .devices import setup_job_devices
+from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
+from .report import write_contact_sheet
 from .stages import StageContext
 from .streaming import Consumer, Outputs
 
@@ -37,10 +39,28 @@ class RunResult:
 
 def build_stages(config: DictConfig, context: StageContext, pm):
     """Resolve and construct the three stages; config errors surface here, before any work."""
-    return tuple(
-        resolve(pm, stage, config[stage].get("plugin"))(config[stage], context)
-        for stage in ("generator", "preprocessor", "model")
-    )
+    stages = []
+    for stage in ("generator", "preprocessor", "model"):
+        name = config[stage].get("plugin")
+        factory = resolve(pm, stage, name)
+        try:
+            stages.append(factory(config[stage], context))
+        except AilusionError:
+            raise
+        except Exception as exc:  # a plugin's bug, reported as one line naming the plugin
+            raise AilusionError(
+                f"{stage}.plugin: plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
+            ) from exc
+    return tuple(stages)
+
+
+def check_config(config: DictConfig) -> None:
+    """Check the ranges of the keys the pipeline itself reads (the schema checks their types)."""
+    if not 0 <= config.png_compress_level <= 9:
+        raise ConfigError(
+            "png_compress_level", f"must be in [0, 9], got {config.png_compress_level}"
+        )
+    _batch_size(config)
 
 
 def shard_requests(requests: list, shard: int, num_shards: int) -> list:
@@ -53,31 +73,49 @@ def shard_requests(requests: list, shard: int, num_shards: int) -> list:
 
 
 def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -> RunResult:
-    """Run one job into ``run_dir`` and return its results."""
+    """Run one job into ``run_dir`` and return its results.
+
+    Everything that can be checked without a model is checked before anything is written, and a
+    run that fails before writing leaves no run dir behind.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     pm = pm or get_plugin_manager()
+    try:
+        setup_job_devices(config, job_num)  # before any stage can import torch
 
-    # 1. Plugins and stages
-    context = StageContext(config=config, run_dir=run_dir, job_num=job_num)
-    generator, preprocessor, model = build_stages(config, context, pm)
+        # 1. Plugins and stages
+        check_config(config)
+        context = StageContext(config=config, run_dir=run_dir, job_num=job_num)
+        stages = build_stages(config, context, pm)
 
-    # 2. Plan the images, keep this shard's, find those a previous run completed
-    requests = generator.plan(load_prompts(config))
-    requests = shard_requests(requests, config.shard, config.num_shards)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        # 2. Plan the images, keep this shard's, then hold the run dir while writing it
+        requests = stages[0].plan(load_prompts(config))
+        requests = shard_requests(requests, config.shard, config.num_shards)
+        record = rundir.fingerprint(config, requests)
+        with rundir.claim(run_dir, record):
+            return _run(config, run_dir, pm, stages, requests, record, started)
+    except BaseException:
+        rundir.discard_if_unused(run_dir)
+        raise
+
+
+def _run(config, run_dir: Path, pm, stages, requests, record, started: float) -> RunResult:
+    generator, preprocessor, model = stages
+
+    # 3. Find the images a previous run completed; load the models, the model first so juliacall
+    #    can load before torch; only then write (a failure so far leaves the dir as it was)
     previous = dataset.read_manifest(run_dir)
     done = {
         r.index: previous[r.index]
         for r in requests
         if r.index in previous and dataset.is_complete(run_dir, previous[r.index])
     }
-
-    # 3. Load models: the model first, so juliacall can load before torch
     model.setup(preprocessor.output_shape)
     todo = [r for r in requests if r.index not in done]
     if todo:
         generator.setup()
+    rundir.start(run_dir, record, done)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
@@ -88,7 +126,11 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         with consumer:
             images = iter(generator.generate(todo)) if todo else iter(())
             for request in requests:
-                generated = None if request.index in done else next(images)
+                generated = None if request.index in done else next(images, None)
+                if generated is None and request.index not in done:
+                    raise AilusionError(
+                        f"generator {config.generator.plugin!r} stopped before image {request.index}"
+                    )
                 if generated is not None and generated.request.index != request.index:
                     raise AilusionError(
                         f"generator {config.generator.plugin!r} yielded image "
@@ -96,26 +138,28 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
                     )
                 consumer.put(request, generated)
                 progress.update(1)
+        rows = outputs.finish()
     except BaseException:
         outputs.abort()
         raise
     finally:
         progress.close()
 
-    # 5. Finish: arrays, predictions, manifest, summary
-    rows = outputs.finish()
+    # 5. Finish: the contact sheet and the summary
+    rows = [rows[r.index] for r in requests]
+    write_contact_sheet(run_dir, rows)
     summary = {
         "written": len(requests) - len(done),
         "skipped": len(done),
-        "flagged": sum(1 for row in rows.values() if row.get("flagged")),
+        "flagged": sum(1 for row in rows if row.get("flagged")),
         "seconds": round(time.perf_counter() - started, 3),
         "run_dir": str(run_dir),
     }
     pm.hook.run_end(config=config, run_dir=run_dir, summary=summary)
     return RunResult(
         run_dir=run_dir,
-        image_paths=[run_dir / rows[r.index]["file_name"] for r in requests],
-        preprocessed_paths=[run_dir / rows[r.index]["preprocessed_file_name"] for r in requests],
+        image_paths=[run_dir / row["file_name"] for row in rows],
+        preprocessed_paths=[run_dir / row["preprocessed_file_name"] for row in rows],
         predictions=outputs.logits,
         labels=list(model.labels),
         summary=summary,
@@ -123,7 +167,10 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
 
 
 def _batch_size(config: DictConfig) -> int:
-    return int(config.model.get("batch_size", 32) or 32)
+    size = config.model.get("batch_size", 32)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError("model.batch_size", f"must be a positive integer, got {size!r}")
+    return size
 
 
 def _progress(config: DictConfig, total: int):

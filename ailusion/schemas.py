@@ -22,6 +22,7 @@ class AilusionConfig:
     prompt_suffix: str = ""
     shard: int = 0
     num_shards: int = 1
+    gpu_per_job: bool = False
     png_compress_level: int = 6
     progress: bool = True
 

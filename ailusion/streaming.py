@@ -20,6 +20,7 @@ import numpy as np
 
 from . import dataset
 from .dataset import atomic_path
+from .errors import AilusionError
 
 _STOP = object()
 
@@ -73,12 +74,12 @@ class Outputs:
             self.logits[position] = logits[i]
             row = dict(previous) if previous else self._new_row(request, generated)
             top = int(np.argmax(probabilities[i]))
-            flagged = row.get("flagged") or ("nan" if not np.isfinite(logits[i]).all() else None)
+            finite = bool(np.isfinite(logits[i]).all())  # NaN logits have no top label
             row.update(
-                label=self.labels[top],
-                probability=round(float(probabilities[i, top]), 6),
-                logits=[float(x) for x in logits[i]],
-                flagged=flagged,
+                label=self.labels[top] if finite else None,
+                probability=round(float(probabilities[i, top]), 6) if finite else None,
+                logits=[float(x) for x in logits[i]] if finite else None,
+                flagged=row.get("flagged") or (None if finite else "nan"),
             )
             futures = []
             if generated is not None:
@@ -119,7 +120,8 @@ class Outputs:
             row, futures = self._pending.popleft()
             for future in futures:
                 future.result()  # re-raises a failed write
-            self._manifest.append(row)
+            if futures:  # a skipped image's row is in the manifest already
+                self._manifest.append(row)
             if self.hook is not None:
                 self.hook(row)
 
@@ -146,11 +148,16 @@ class Outputs:
 
     def _write_json(self, name: str, value) -> None:
         with atomic_path(self.run_dir / name) as tmp:
-            tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(dataset.json_safe(value), indent=1) + "\n", encoding="utf-8")
 
     def abort(self) -> None:
         """Stop after a failure: finish the writes under way, drop the partial arrays."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        # Keep what is complete, in order, up to the first failed write: a rerun skips it.
+        while self._pending and all(_succeeded(f) for f in self._pending[0][1]):
+            row, futures = self._pending.popleft()
+            if futures:
+                self._manifest.append(row)
         self._manifest.close()
         if self._array_file is not None:
             self._array_file.close()
@@ -161,6 +168,10 @@ _PNG_TEXT_KEYS = (
     "prompt", "negative_prompt", "seed", "model", "scheduler", "num_inference_steps",
     "guidance_scale", "height", "width",
 )
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _extrema(image):
@@ -200,7 +211,13 @@ class Consumer:
             self._stopped.set()
             self._thread.join()
             return
-        self._queue.put(_STOP)
+        # A consumer that failed reads no more: a plain put() on a full queue would wait forever.
+        while self.error is None and self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -235,6 +252,16 @@ class Consumer:
             else:
                 images.append(generated.image)
             batch.append((request, generated, previous))
-        arrays = self.preprocessor.preprocess(images)
-        logits = np.asarray(self.model.forward(arrays), dtype=np.float32)
+        arrays = np.asarray(self.preprocessor.preprocess(images))
+        _check_shape("preprocessor.preprocess", arrays, (len(images), *self.preprocessor.output_shape))
+        # Models take float32 (the Model contract); a float16 preprocessor only shrinks the files.
+        inputs = arrays.astype(np.float32, copy=False)
+        logits = np.asarray(self.model.forward(inputs), dtype=np.float32)
+        _check_shape("model.forward", logits, (len(images), len(self.outputs.labels)))
         self.outputs.add_batch(batch, arrays, logits)
+
+
+def _check_shape(what: str, array: np.ndarray, expected: tuple) -> None:
+    # A plugin's wrong shape would otherwise fail later as an obscure numpy broadcast error.
+    if array.shape != tuple(expected):
+        raise AilusionError(f"{what} returned shape {array.shape}, expected {tuple(expected)}")

@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-#: Bump when the architecture or seed changes, so old caches are not reused.
-TINY_VERSION = "tiny-sd-v1"
+#: Bump when anything saved changes (architecture, seed, a config), so old caches are not reused.
+TINY_VERSION = "tiny-sd-v2"
 SEED = 0
 
 
@@ -59,7 +59,9 @@ def _tokenizer(folder: Path):
 def build_tiny_pipeline():
     """Build the tiny pipeline in memory (deterministic: every weight drawn from ``SEED``)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     with tempfile.TemporaryDirectory() as folder:
@@ -86,7 +88,7 @@ def build_tiny_pipeline():
     ))
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        clip_sample=False, set_alpha_to_one=False,
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
     )
     return StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,

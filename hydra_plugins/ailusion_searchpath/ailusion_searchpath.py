@@ -1,7 +1,8 @@
 """Adds the config dirs of installed ailusion plugins to Hydra's search path.
 
 Hydra imports every module under ``hydra_plugins``; this one acts only for the ailusion app, and
-asks each ailusion plugin's ``config_searchpath`` hook where its YAML options live.
+asks each ailusion plugin's ``config_searchpath`` hook where its YAML options live. Hydra's scan
+cannot see into editable installs, so ailusion also registers it by hand (:func:`register`).
 """
 
 from hydra.core.config_search_path import ConfigSearchPath
@@ -20,3 +21,10 @@ class AilusionSearchPathPlugin(SearchPathPlugin):
         for result in pm.hook.config_searchpath():
             for entry in [result] if isinstance(result, str) else result or []:
                 search_path.append(provider="ailusion-plugin", path=entry)
+
+
+def register() -> None:
+    """Make sure Hydra uses this plugin (a no-op when Hydra's own scan already found it)."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(AilusionSearchPathPlugin)

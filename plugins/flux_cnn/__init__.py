@@ -1,4 +1,4 @@
-"""Model ``flux_cnn``: Conv → flatten → Dense, in Flux (Julia) or its exact PyTorch twin."""
+"""Model ``flux_cnn``: Conv → [pooling] → flatten → Dense, in Flux (Julia) or its PyTorch twin."""
 
 from __future__ import annotations
 
@@ -9,4 +9,5 @@ from .model import FluxCNN
 
 @hookimpl(trylast=True)
 def register_models():
+    """The ``flux_cnn`` model (``model=flux_cnn``, the default)."""
     return {"flux_cnn": FluxCNN}

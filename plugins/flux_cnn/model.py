@@ -1,50 +1,109 @@
-"""The model stage: weights in Flux layout, forward pass on the chosen backend."""
+"""The model stage: weights in Flux layout, the forward pass on Flux (Julia) or its PyTorch twin."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 
-from ailusion.errors import ConfigError
+from ailusion.errors import AilusionError, ConfigError
+
+from . import julia_import, weights
+from .weights import ACTIVATIONS, POOLINGS, Architecture
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "julia", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+_POSITIVE = ("kernel_size", "out_channels", "stride", "pool_size", "num_outputs", "batch_size")
+_noticed: set[str] = set()
+
+
+def _choice(config, key: str, allowed) -> None:
+    if config[key] not in allowed:
+        names = ", ".join("null" if a is None else str(a) for a in allowed)
+        raise ConfigError(f"model.{key}", f"must be one of {names}, got {config[key]!r}")
+
+
+def check_config(config) -> None:
+    """Raise ConfigError naming the first key of the ``model`` node that is not allowed."""
+    _choice(config, "backend", BACKENDS)
+    _choice(config, "device", DEVICES)
+    _choice(config, "activation", ACTIVATIONS)
+    _choice(config, "pooling", (None, *POOLINGS))
+    for key in _POSITIVE:
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ConfigError(f"model.{key}", f"must be a positive integer, got {config[key]!r}")
+    if not isinstance(config.pad, int) or config.pad < 0:
+        raise ConfigError("model.pad", f"must be a non-negative integer, got {config.pad!r}")
+    if config.labels is not None and len(config.labels) != config.num_outputs:
+        raise ConfigError(
+            "model.labels",
+            f"has {len(config.labels)} names for model.num_outputs={config.num_outputs} outputs",
+        )
+    if config.weights is not None and not Path(config.weights).is_file():
+        raise ConfigError("model.weights", f"no such file: {config.weights}")
+
+
+def _notice_once(message: str) -> None:
+    if message not in _noticed:
+        _noticed.add(message)
+        log.warning(message)
 
 
 class FluxCNN:
-    """Conv((k, k), C => out_channels, relu) → flatten → Dense(features => num_outputs)."""
+    """``Conv((k, k), C => out_channels, activation; stride, pad)`` → [pooling] → flatten →
+    ``Dense(features => num_outputs)``, in Flux or in PyTorch, from the same weights."""
 
     def __init__(self, config, context):
+        check_config(config)
         self.config = config
-        self.run_dir = context.run_dir
-        if config.num_outputs < 1:
-            raise ConfigError("model.num_outputs", "must be at least 1")
-        self.labels = list(config.labels) if config.labels else [str(i) for i in range(config.num_outputs)]
-        self.weights = None
+        self.run_dir = Path(context.run_dir)
+        self.arch = Architecture.from_config(config)
+        self.labels = (
+            [str(x) for x in config.labels]
+            if config.labels
+            else [str(i) for i in range(config.num_outputs)]
+        )
+        self.backend = None
 
-    def setup(self, input_shape):
-        c, h, w = input_shape
-        k, cout = self.config.kernel_size, self.config.out_channels
-        oh, ow = h - k + 1, w - k + 1
-        rng = np.random.default_rng(self.config.seed)
+    def setup(self, input_shape: tuple[int, int, int]) -> None:
+        """Draw or load the weights for (C, H, W) inputs, start the backend, save the weights."""
+        config, input_shape = self.config, tuple(int(n) for n in input_shape)
+        # 1. Weights, checked against the input shape
+        try:
+            self.arch.feature_map(input_shape)
+        except ValueError as exc:
+            raise ConfigError("model.kernel_size", f"{exc} (the preprocessor's output)") from None
+        if config.weights is not None:
+            tensors = weights.load(config.weights, self.arch, input_shape)
+        else:
+            tensors = weights.glorot_init(self.arch, input_shape, config.seed)
+        # 2. The backend: Julia first, as it must load before torch
+        backend = config.backend
+        if backend == "auto" and julia_import.find_julia() is None:
+            _notice_once(
+                "model.backend=auto: no Julia executable found, "
+                "running the PyTorch twin of the Flux model"
+            )
+            backend = "torch"
+        if backend in ("auto", "julia"):
+            from .julia_backend import JuliaBackend
 
-        def glorot(shape, fan_in, fan_out):
-            limit = np.sqrt(6 / (fan_in + fan_out))
-            return rng.uniform(-limit, limit, shape).astype(np.float32)
+            try:
+                self.backend = JuliaBackend(tensors, self.arch, config.device, config.install_julia)
+            except AilusionError as exc:
+                if backend == "julia":
+                    raise
+                _notice_once(f"model.backend=auto: running the PyTorch twin ({exc})")
+        if self.backend is None:
+            from .torch_backend import TorchBackend
 
-        features = cout * oh * ow
-        self.weights = {
-            "conv.weight": glorot((k, k, c, cout), c * k * k, cout * k * k),
-            "conv.bias": np.zeros(cout, np.float32),
-            "dense.weight": glorot((self.config.num_outputs, features), features, self.config.num_outputs),
-            "dense.bias": np.zeros(self.config.num_outputs, np.float32),
-        }
+            self.backend = TorchBackend(tensors, self.arch, config.device)
+        # 3. The weights this run uses, saved only once the backend has started
+        weights.save(self.run_dir / weights.FILE_NAME, tensors, self.arch, input_shape)
 
-    def forward(self, batch):
-        import torch
-
-        w = self.weights
-        # Flux's Conv is a true convolution: flip the kernel for torch's cross-correlation.
-        kernel = torch.from_numpy(np.ascontiguousarray(w["conv.weight"][::-1, ::-1].transpose(3, 2, 1, 0)))
-        x = torch.nn.functional.conv2d(torch.from_numpy(batch), kernel, torch.from_numpy(w["conv.bias"]))
-        x = torch.relu(x)
-        # Flux flattens WHCN column-major, which is NCHW row-major.
-        x = x.reshape(x.shape[0], -1)
-        x = x @ torch.from_numpy(w["dense.weight"]).T + torch.from_numpy(w["dense.bias"])
-        return x.numpy()
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """(N, num_outputs) logits for a (N, C, H, W) float32 batch, in one call."""
+        return self.backend.forward(batch)

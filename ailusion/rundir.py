@@ -1,0 +1,147 @@
+"""One run per run dir: the lock, the config a dir was made with, and what a killed run left.
+
+A run holds ``.ailusion.lock`` (an ``flock``, released by the kernel when the process dies, so a
+killed run never leaves a stale lock) for as long as it writes. ``.ailusion.json`` records the
+composed config and a digest of the planned images; a later run into the same dir resumes only
+when both match, so two configs never mix in one dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from . import dataset
+from .errors import AilusionError
+
+LOCK_FILE = ".ailusion.lock"
+RUN_FILE = ".ailusion.json"
+#: Config keys that change how a run reports, not which images it makes.
+IGNORED_KEYS = ("hydra", "progress")
+
+
+def fingerprint(config, requests) -> dict:
+    """What decides a run's images: the config (minus :data:`IGNORED_KEYS`) and the requests."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        values = OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as exc:
+        message = str(exc).splitlines()[0]
+        raise AilusionError(f"{getattr(exc, 'full_key', None) or 'config'}: {message}") from None
+    for key in IGNORED_KEYS:
+        values.pop(key, None)
+    planned = [[r.index, r.prompt, r.negative_prompt, r.seed, r.source] for r in requests]
+    digest = hashlib.sha256(json.dumps(planned).encode("utf-8")).hexdigest()
+    return json.loads(json.dumps({"config": values, "requests_sha256": digest}, sort_keys=True))
+
+
+@contextmanager
+def claim(run_dir: Path, record: dict) -> Iterator[None]:
+    """Hold ``run_dir`` for one run: fail at once if another run holds it, or if it holds a run
+    of another config."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AilusionError(f"{run_dir}: cannot create the run dir: {exc.strerror}") from None
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise AilusionError(
+            f"{run_dir}: in use by another ailusion run (it holds {LOCK_FILE}); "
+            "wait for it to finish or pick another hydra.run.dir"
+        ) from None
+    try:
+        _check_same_run(run_dir, record)
+        yield
+    finally:
+        lock.release()
+
+
+def start(run_dir: Path, record: dict, rows: dict[int, dict]) -> None:
+    """Begin writing: drop a killed run's temporary files, keep its complete ``rows``."""
+    for entry in Path(run_dir).iterdir():
+        if dataset.is_temporary(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
+    with dataset.atomic_path(Path(run_dir) / RUN_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    dataset.write_manifest(run_dir, rows)
+
+
+def _check_same_run(run_dir: Path, record: dict) -> None:
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        if (run_dir / dataset.MANIFEST).exists():
+            raise AilusionError(
+                f"{run_dir}: holds a dataset without {RUN_FILE}, so it cannot be resumed; "
+                "pick another hydra.run.dir"
+            )
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    if previous != record:
+        raise AilusionError(
+            f"{run_dir}: holds a run of another config ({_difference(previous, record)}); "
+            "resume it with the same config or pick another hydra.run.dir"
+        )
+
+
+def _difference(old: dict, new: dict) -> str:
+    """The first config key whose value differs, as ``key: OLD there, NEW now``."""
+    before, after = _flatten(old.get("config", {})), _flatten(new.get("config", {}))
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key, "<unset>") != after.get(key, "<unset>"):
+            return f"{key}: {before.get(key, '<unset>')!r} there, {after.get(key, '<unset>')!r} now"
+    return "its prompts or seeds differ"
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
+    return out
+
+
+def discard_if_unused(run_dir: Path) -> None:
+    """Remove ``run_dir`` when it holds only what Hydra and the lock put there: a run that failed
+    before writing anything leaves nothing behind. A dir another run holds is left alone."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    names = {entry.name for entry in run_dir.iterdir()}
+    if any(name not in (".hydra", LOCK_FILE) and not name.endswith(".log") for name in names):
+        return
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return
+    try:
+        shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+        for name in names:
+            if name.endswith(".log"):
+                (run_dir / name).unlink(missing_ok=True)
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    if run_dir.resolve() != Path.cwd().resolve():
+        try:
+            os.rmdir(run_dir)
+        except OSError:  # something new appeared meanwhile: keep it
+            pass

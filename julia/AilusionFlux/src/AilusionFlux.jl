@@ -1,0 +1,106 @@
+"""
+    AilusionFlux
+
+The ailusion model in Flux: `Chain(Conv, [pooling], flatten, Dense)` built from weight arrays
+given in Flux's own layout, run on WHCN `Float32` batches on the CPU or, when asked and CUDA is
+functional, on the GPU.
+
+GPU support needs `CUDA` and `cuDNN` loaded beside Flux (`using CUDA, cuDNN`); this package does
+not depend on them, so CPU users never download them.
+"""
+module AilusionFlux
+
+using Flux: Chain, Conv, Dense, MaxPool, MeanPool, cpu_device, gpu_device, relu, sigmoid
+using MLUtils: MLUtils
+
+export build_model, device_name, forward
+
+const ACTIVATIONS = Dict{String, Function}(
+    "identity" => identity, "relu" => relu, "sigmoid" => sigmoid, "tanh" => tanh
+)
+const POOLINGS = Dict("max" => MaxPool, "mean" => MeanPool)
+
+"""
+    Model
+
+A Flux chain and the device (from `cpu_device()` or `gpu_device()`) it lives on.
+"""
+struct Model{C, D}
+    chain::C
+    device::D
+end
+
+"""
+    build_model(conv_weight, conv_bias, dense_weight, dense_bias; activation = "relu",
+                stride = 1, pad = 0, pooling = nothing, pool_size = 2, gpu = false) -> Model
+
+Build `Chain(Conv(conv_weight, conv_bias, activation; stride, pad), [pooling], flatten,
+Dense(dense_weight, dense_bias))`. `conv_weight` is `(kW, kH, Cin, Cout)` and is used as a
+true convolution, as Flux's `Conv` does; `dense_weight` is `(outputs, features)`. `pooling` is
+`nothing`, `"max"` or `"mean"`, over `(pool_size, pool_size)` windows with the same stride.
+With `gpu = true` the model moves to `gpu_device()`, which is the CPU unless a functional GPU
+backend is loaded.
+"""
+function build_model(
+        conv_weight::AbstractArray{<:Real, 4}, conv_bias::AbstractVector{<:Real},
+        dense_weight::AbstractMatrix{<:Real}, dense_bias::AbstractVector{<:Real};
+        activation::AbstractString = "relu", stride::Integer = 1, pad::Integer = 0,
+        pooling::Union{Nothing, AbstractString} = nothing, pool_size::Integer = 2,
+        gpu::Bool = false
+    )
+    haskey(ACTIVATIONS, activation) || throw(ArgumentError("unknown activation $activation"))
+    conv = Conv(
+        Array{Float32}(conv_weight), Vector{Float32}(conv_bias), ACTIVATIONS[activation];
+        stride = Int(stride), pad = Int(pad)
+    )
+    dense = Dense(Matrix{Float32}(dense_weight), Vector{Float32}(dense_bias))
+    if pooling === nothing
+        chain = Chain(conv, MLUtils.flatten, dense)
+    else
+        haskey(POOLINGS, pooling) || throw(ArgumentError("unknown pooling $pooling"))
+        pool = POOLINGS[pooling]((Int(pool_size), Int(pool_size)))
+        chain = Chain(conv, pool, MLUtils.flatten, dense)
+    end
+    device = gpu ? gpu_device() : cpu_device()
+    return Model(device(chain), device)
+end
+
+"""
+    device_name(model::Model) -> String
+
+The name of the device type the model runs on, e.g. `"CPUDevice"` or `"CUDADevice"`.
+"""
+device_name(model::Model) = string(nameof(typeof(model.device)))
+
+"""
+    forward(model::Model, x::AbstractArray{Float32, 4}) -> Matrix{Float32}
+
+Logits `(outputs, N)` on the CPU for a `(W, H, C, N)` batch. A column-major `x` that is not an
+`Array` (a `PyArray` over a NumPy batch) is read in place, without a copy.
+"""
+function forward(model::Model, x::AbstractArray{Float32, 4})
+    return GC.@preserve x begin
+        logits = model.chain(model.device(as_dense(x)))
+        cpu_device()(logits)
+    end
+end
+
+"""
+    as_dense(x::AbstractArray) -> Array
+
+`x` itself if it is an `Array`; an `Array` over the same memory if `x` is laid out column-major
+(NumPy's `(N, C, H, W)` C-order batch transposed to WHCN is); otherwise a copy. The caller must
+keep `x` alive while the result is in use.
+"""
+as_dense(x::Array) = x
+function as_dense(x::AbstractArray{T}) where {T}
+    if applicable(strides, x) && strides(x) == column_major_strides(size(x))
+        # fatou-ignore discouraged-function: the zero-copy hand-over is the point; forward preserves x
+        return unsafe_wrap(Array, pointer(x), size(x))
+    end
+    return Array{T}(x)
+end
+
+column_major_strides(dims::Tuple) = Tuple(cumprod([1; collect(dims[1:(end - 1)])]))
+
+end # module AilusionFlux

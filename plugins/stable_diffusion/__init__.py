@@ -1,0 +1,115 @@
+"""Generator ``stable_diffusion``: any diffusers text-to-image pipeline, one seed per image.
+
+Each image has its own seed and its own CPU ``torch.Generator``, so a batch of ``batch_size``
+images comes out as the same images made one by one (to float rounding, ~1e-6 on CPU), and any
+image can be made again alone from its prompt and seed.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from ailusion import hookimpl
+from ailusion.errors import ConfigError
+from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
+
+from .settings import check_config
+
+
+class StableDiffusionGenerator:
+    """Makes ``num_images_per_prompt`` images per prompt, ``batch_size`` per pipeline call."""
+
+    def __init__(self, config, context: StageContext):
+        check_config(config)
+        self.config = config
+        self.pipe = None
+
+    def plan(self, prompts: Sequence[Prompt]) -> list[ImageRequest]:
+        """One request per image; the k-th image of a prompt gets seed ``seed + index - 1``, or
+        the prompt's own seed + k when its row gives one."""
+        if not prompts:
+            raise ConfigError("prompts", "no prompts: give prompts=[...] or prompts_file=PATH")
+        c, requests = self.config, []
+        for prompt in prompts:
+            negative = prompt.negative_prompt
+            if negative is None:
+                negative = c.negative_prompt
+            for k in range(c.num_images_per_prompt):
+                index = len(requests) + 1
+                seed = c.seed + index - 1 if prompt.seed is None else prompt.seed + k
+                requests.append(ImageRequest(index, prompt.text, negative, seed))
+        return requests
+
+    def setup(self) -> None:
+        """Load the pipeline on its device, with the configured scheduler and switches."""
+        from .hub import locate_model
+        from .loading import (
+            apply_switches, load_pipeline, quiet_libraries, resolve_device, resolve_dtype,
+            set_scheduler,
+        )
+
+        c = self.config
+        # 1. Find the model (asking the Hub, briefly) before diffusers is even imported
+        if c.model != "tiny":
+            source, local_only = locate_model(c.model, c.revision)
+        quiet_libraries()
+        device = resolve_device(c.device, c.cpu_offload)
+        dtype = resolve_dtype(c.dtype, device)
+        if c.model == "tiny":
+            from ..tiny_sd import ensure_tiny_pipeline
+
+            source, local_only = str(ensure_tiny_pipeline()), True
+        # 2. Load it, then swap the scheduler and turn on the switches
+        pipe = load_pipeline(c, source, local_only, dtype)
+        set_scheduler(pipe, c.scheduler)
+        apply_switches(pipe, c, device)
+        pipe.set_progress_bar_config(disable=not c.show_step_progress)
+        self.pipe = pipe
+        self.info = {
+            "model": c.model,
+            "scheduler": c.scheduler or type(pipe.scheduler).__name__,
+            "num_inference_steps": c.num_inference_steps,
+            "guidance_scale": c.guidance_scale,
+            "height": c.height,
+            "width": c.width,
+        }
+
+    def render(self, requests: Sequence[ImageRequest]):
+        """Run the pipeline once for ``requests``; return (N, H, W, 3) floats in [0, 1] and the
+        safety checker's verdict per image."""
+        import torch
+
+        c = self.config
+        negatives = [r.negative_prompt for r in requests]
+        output = self.pipe(
+            prompt=[r.prompt for r in requests],
+            # None, not "", when no image has one: SDXL then uses zeros, as diffusers does alone
+            negative_prompt=None if set(negatives) == {None} else [n or "" for n in negatives],
+            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
+            num_inference_steps=c.num_inference_steps,
+            guidance_scale=c.guidance_scale,
+            height=c.height,
+            width=c.width,
+            output_type="np",
+        )
+        nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(requests)
+        return output.images, nsfw
+
+    def generate(self, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
+        """Yield each request's image, ``batch_size`` requests per pipeline call."""
+        from PIL import Image
+
+        size = self.config.batch_size
+        for start in range(0, len(requests), size):
+            batch = requests[start:start + size]
+            images, nsfw = self.render(batch)
+            for request, array, flagged in zip(batch, images, nsfw):
+                image = Image.fromarray((array * 255).round().astype("uint8")).convert("RGB")
+                info = dict(self.info, flagged="nsfw" if flagged else None)
+                yield GeneratedImage(request, image, info)
+
+
+@hookimpl(trylast=True)
+def register_generators():
+    """The ``stable_diffusion`` generator (also behind generator=tiny, sd15, sd_turbo, …)."""
+    return {"stable_diffusion": StableDiffusionGenerator}

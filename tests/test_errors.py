@@ -1,0 +1,203 @@
+"""Every row of docs/errors.md: the input gets exactly its one-line message, and nothing more.
+
+Rows whose input is an ``ailusion …`` command run the CLI in a subprocess; the others run
+``ailusion.run`` with the fake plugins of tests/fake_plugins.py, and check the line the CLI
+prints for that error (:func:`ailusion.cli.error_line`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_plugins import FAST, plugin_manager
+
+import ailusion
+from ailusion import dataset, rundir
+from ailusion.cli import error_line
+
+DOC = Path(__file__).parents[1] / "docs" / "errors.md"
+ROW = re.compile(r"^\| `?([a-z0-9-]+)`? \| (.+?) \| `(.+)` \|$")
+
+
+def doc_rows() -> dict[str, tuple[str, str]]:
+    """``{id: (input, message)}`` from the tables of docs/errors.md."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        match = ROW.match(line)
+        if match:
+            rows[match[1]] = (match[2].strip(), match[3])
+    return rows
+
+
+ROWS = doc_rows()
+CLI_ROWS = [key for key, (given, _) in ROWS.items() if given.startswith("`ailusion ")]
+API_ROWS = [key for key in ROWS if key not in CLI_ROWS]
+
+
+def matches(line: str, message: str, run_dir: Path) -> bool:
+    """``line`` is ``message`` with ``RUN_DIR`` filled in and ``…`` standing for any text."""
+    parts = message.replace("RUN_DIR", str(run_dir)).split("…")
+    return re.fullmatch(".*".join(re.escape(part) for part in parts), line) is not None
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p) for p in root.rglob("*") if dataset.is_temporary(p.name))
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def hold_lock(run_dir: Path):
+    """Another process holding ``run_dir``, as a run in progress would."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "generated_image_1.png").write_bytes(b"owned by the other run")
+    code = (
+        "import sys, time; from filelock import FileLock; "
+        f"lock = FileLock({str(run_dir / rundir.LOCK_FILE)!r}); lock.acquire(); print('held', flush=True); "
+        "time.sleep(120)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+CLI_SETUP = {
+    "run-dir-is-a-file": lambda run_dir: run_dir.write_text("not a dir") and None,
+    "run-dir-in-use": hold_lock,
+}
+
+
+@pytest.mark.parametrize("key", CLI_ROWS)
+def test_cli_error(key, tmp_path):
+    given, message = ROWS[key]
+    run_dir = tmp_path / "run"
+    holder = CLI_SETUP.get(key, lambda _: None)(run_dir)
+    before = sorted(tmp_path.rglob("*"))
+    command = re.match(r"`ailusion ([^`]*)`", given)[1]
+    args = [a.replace("RUN_DIR", str(run_dir)) for a in shlex.split(command)]
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={run_dir}")
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ailusion", "progress=false", *args],
+            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        )
+    finally:
+        if holder is not None:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if not _is_warning(line)]
+    assert len(errors) == 1, proc.stderr
+    assert matches(errors[0], f"ailusion: error: {message}", run_dir), errors[0]
+    # Nothing written: the dir is as it was before the run (absent, or the other run's), but
+    # for the log file Hydra opens before any code of ours runs.
+    assert [p for p in sorted(tmp_path.rglob("*")) if p.suffix != ".log"] == before
+    assert proc.stdout == ""
+
+
+def _is_warning(line: str) -> bool:
+    # Stages may log warnings (a missing optional library, say); errors are what is checked.
+    return line.startswith("ailusion: warning: ") or bool(re.match(r"^\[[^]]+\]\[[^]]+\]\[WARNING\]", line))
+
+
+def test_full_error_env_shows_the_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ailusion", "generator=tiny", "num_shards=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "AilusionError: num_shards: must be at least 1, got 0" in proc.stderr
+
+
+def test_broken_entry_point_plugin_is_one_warning(tmp_path):
+    """A plugin that fails to import is skipped with one warning line; the others still work."""
+    dist = tmp_path / "site" / "broken_plugin-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[ailusion]\nbroken = broken_plugin_mod\n")
+    (tmp_path / "site" / "broken_plugin_mod.py").write_text("raise ImportError('needs torchvision')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HYDRA_FULL_ERROR": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ailusion", "generator=tiny", "model.plugin=broken",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "ailusion: warning: plugin 'broken' (broken_plugin_mod, from broken-plugin) failed to "
+        "load and is skipped: ImportError: needs torchvision",
+        "ailusion: error: model.plugin: no model plugin named 'broken' is installed "
+        "(installed: flux_cnn)",
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+# --- the API, with fake plugins ----------------------------------------------------------------
+
+
+def _different_config(run_dir):
+    ailusion.run([*FAST, "prompts=[a,b]"], run_dir=run_dir, pm=plugin_manager())
+    ailusion.run([*FAST, "prompts=[a,b]", "generator.seed=1"], run_dir=run_dir, pm=plugin_manager())
+
+
+def _failing_write(run_dir, monkeypatch):
+    from PIL import Image
+
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if str(fp).startswith(str(run_dir / ".generated_image_2.png")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    ailusion.run([*FAST, "prompts=[a,b,c,d]", "model.batch_size=1"], run_dir=run_dir, pm=plugin_manager())
+
+
+API_SCENARIOS = {
+    "model-forward-raises": lambda run_dir, _: ailusion.run(
+        [*FAST, "prompts=[a,b,c]", "model.plugin=failing"], run_dir=run_dir, pm=plugin_manager()),
+    "model-wrong-shape": lambda run_dir, _: ailusion.run(
+        [*FAST, "prompts=[a,b]", "model.plugin=short"], run_dir=run_dir, pm=plugin_manager()),
+    "generator-raises": lambda run_dir, _: ailusion.run(
+        [*FAST, "prompts=[a,b,boom,c]", "model.batch_size=1"], run_dir=run_dir, pm=plugin_manager()),
+    "plugin-factory-bug": lambda run_dir, _: ailusion.run(
+        [*FAST, "generator.plugin=broken"], run_dir=run_dir, pm=plugin_manager()),
+    "disk-write-fails": _failing_write,
+    "different-config": lambda run_dir, _: _different_config(run_dir),
+}
+
+
+def test_every_row_has_a_test():
+    assert ROWS, f"no rows found in {DOC}"
+    assert sorted(API_ROWS) == sorted(API_SCENARIOS)
+
+
+@pytest.mark.parametrize("key", API_ROWS)
+def test_api_error(key, tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(Exception) as caught:
+        API_SCENARIOS[key](run_dir, monkeypatch)
+    assert "\n" not in error_line(caught.value)
+    assert matches(error_line(caught.value), ROWS[key][1], run_dir), error_line(caught.value)
+    assert leftovers(tmp_path) == []
+    if key == "plugin-factory-bug":  # found before any work: no run dir at all
+        assert not run_dir.exists()
+    if run_dir.exists():  # the dir is free, and every row of its manifest is complete
+        FileLock(str(run_dir / rundir.LOCK_FILE), timeout=0).acquire()
+        for row in dataset.read_manifest(run_dir).values():
+            assert dataset.is_complete(run_dir, row), row

@@ -1,0 +1,76 @@
+"""The Flux backend itself, through juliacall: run where a Julia executable exists.
+
+The first run resolves Julia's packages (Flux, …) and precompiles them: minutes, with internet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ailusion.plugins.flux_cnn import julia_import, weights
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ARCH = weights.Architecture(
+    kernel_size=3,
+    out_channels=4,
+    activation="relu",
+    stride=2,
+    pad=1,
+    pooling="max",
+    pool_size=2,
+    num_outputs=5,
+)
+
+pytestmark = [
+    pytest.mark.julia,
+    pytest.mark.skipif(
+        julia_import.find_julia() is None,
+        reason="no Julia executable: install Julia or set PYTHON_JULIACALL_EXE to run Flux",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def flux_backend():
+    from ailusion.plugins.flux_cnn.julia_backend import JuliaBackend
+
+    tensors = weights.load(FIXTURES / "flux_cnn_weights.safetensors", ARCH, (3, 16, 16))
+    return JuliaBackend(tensors, ARCH, device="cpu")
+
+
+def test_flux_gives_the_fixture_logits(flux_backend):
+    batch = np.load(FIXTURES / "flux_cnn_input.npy")
+    logits = flux_backend.forward(batch)
+    assert flux_backend.device == "CPUDevice"
+    assert logits.shape == (2, 5) and logits.dtype == np.float32
+    np.testing.assert_allclose(
+        logits, np.load(FIXTURES / "flux_cnn_logits.npy"), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_flux_takes_a_whole_batch_in_one_call(flux_backend):
+    batch = np.random.default_rng(0).random((6, 3, 16, 16), dtype=np.float32)
+    together = flux_backend.forward(batch)
+    one_by_one = np.concatenate([flux_backend.forward(batch[i : i + 1]) for i in range(6)])
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-5, atol=1e-5)
+
+
+def test_a_run_on_flux_predicts_what_the_torch_twin_does(run_tiny, tmp_path):
+    flux = run_tiny("preprocessor.size=32", "model.backend=julia", run_dir=tmp_path / "flux")
+    twin = run_tiny("preprocessor.size=32", "model.backend=torch", run_dir=tmp_path / "torch")
+    np.testing.assert_allclose(flux.predictions, twin.predictions, rtol=1e-4, atol=1e-4)
+
+
+def test_flux_reads_the_batch_in_place(flux_backend):
+    from ailusion.plugins.flux_cnn.julia_backend import whcn_view
+    from ailusion.plugins.flux_cnn.julia_thread import call
+
+    jl = julia_import.load()
+    batch = np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32)
+    address = call(
+        lambda: int(jl.seval("x -> UInt(pointer(AilusionFlux.as_dense(x)))")(whcn_view(batch)))
+    )
+    assert address == batch.ctypes.data
