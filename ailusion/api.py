@@ -9,6 +9,9 @@ from typing import Sequence
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from .dataset import atomic_path
+from .hookspecs import hookimpl
+
 
 def compose_config(overrides: Sequence[str] = ()):
     """Compose ``conf/config.yaml`` with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
@@ -37,13 +40,33 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=Non
         result = ailusion.run(["generator=tiny", "preprocessor.grayscale=true"], run_dir="out")
         result.predictions.shape  # (3, 10)
     """
+    from .manager import get_plugin_manager
     from .pipeline import run_pipeline
 
     config = compose_config(overrides)
     if run_dir is None:
         run_dir = Path("outputs", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
-    run_dir = Path(run_dir)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), run_dir / ".hydra" / "overrides.yaml")
-    return run_pipeline(config, run_dir, pm=pm)
+    pm = pm or get_plugin_manager()
+    saver = _SavedConfig(config, list(overrides))
+    pm.register(saver)
+    try:
+        return run_pipeline(config, Path(run_dir), pm=pm)
+    finally:
+        pm.unregister(saver)
+
+
+class _SavedConfig:
+    """Writes ``.hydra/config.yaml`` and ``overrides.yaml`` as the CLI does, once the run holds
+    its run dir (so a refused run never overwrites the files of the run it was refused for)."""
+
+    def __init__(self, config, overrides: list[str]):
+        self.config, self.overrides = config, overrides
+
+    @hookimpl
+    def run_start(self, run_dir):
+        out = Path(run_dir) / ".hydra"
+        out.mkdir(exist_ok=True)
+        for name, node in (("config.yaml", self.config),
+                           ("overrides.yaml", OmegaConf.create(self.overrides))):
+            with atomic_path(out / name) as tmp:
+                tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")

@@ -116,6 +116,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
     if todo:
         generator.setup()
     rundir.start(run_dir, record, done)
+    if hasattr(model, "save"):
+        model.save(run_dir)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads

@@ -21,8 +21,8 @@ from .errors import AilusionError
 
 LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
-#: Config keys that change how a run reports, not which images it makes.
-IGNORED_KEYS = ("hydra", "progress")
+#: Config keys that change how a run reports or where it runs, not which images it makes.
+IGNORED_KEYS = ("hydra", "progress", "gpu_per_job")
 
 
 def fingerprint(config, requests) -> dict:

@@ -112,3 +112,7 @@ class Model(Protocol):
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Return (N, len(labels)) logits for a (N, C, H, W) float32 batch."""
+
+    # Optional: ``save(run_dir)`` writes what reproduces the model (its weights) into the run
+    # dir. The pipeline calls it once every stage is set up and the run starts writing, so a run
+    # that fails to start leaves nothing behind.

@@ -49,9 +49,8 @@ def test_second_run_on_a_dir_in_use_fails_at_once(tmp_path):
         f"{run_dir}: in use by another ailusion run (it holds {rundir.LOCK_FILE}); "
         "wait for it to finish or pick another hydra.run.dir"
     )
-    # The other run's dir is left alone: nothing was added (but .hydra/, written before any run
-    # starts, as Hydra does) and nothing removed.
-    assert sorted(p.name for p in run_dir.iterdir()) == [rundir.LOCK_FILE, ".hydra"]
+    # The other run's dir is left alone: nothing added, nothing removed.
+    assert sorted(p.name for p in run_dir.iterdir()) == [rundir.LOCK_FILE]
 
 
 def test_lock_of_a_killed_run_does_not_block(tmp_path):

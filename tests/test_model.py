@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,9 +79,11 @@ def test_glorot_init_is_flux_layout_seeded_and_bounded():
     )
 
 
-def test_setup_saves_the_weights_in_flux_layout(tmp_path):
+def test_save_writes_the_weights_in_flux_layout(tmp_path):
     model = make_model(tmp_path, backend="torch", kernel_size=5, out_channels=4, num_outputs=3)
     model.setup((1, 20, 24))
+    assert not (tmp_path / "model_weights.safetensors").exists()  # setup writes nothing
+    model.save(tmp_path)
     saved = load_file(tmp_path / "model_weights.safetensors")
     assert {k: v.shape for k, v in saved.items()} == {
         "conv.weight": (5, 5, 1, 4),
@@ -92,6 +97,7 @@ def test_weights_load_back_and_give_the_same_logits(tmp_path):
     first = make_model(tmp_path / "a", backend="torch", seed=7)
     (tmp_path / "a").mkdir()
     first.setup((3, 16, 16))
+    first.save(tmp_path / "a")
     again = make_model(
         tmp_path / "b",
         backend="torch",
@@ -108,7 +114,26 @@ def test_weights_load_back_and_give_the_same_logits(tmp_path):
 def saved_weights(tmp_path, size=16):
     model = make_model(tmp_path, backend="torch")
     model.setup((3, size, size))
+    model.save(tmp_path)
     return tmp_path / "model_weights.safetensors"
+
+
+def test_saved_weights_are_the_same_bytes_in_every_process(tmp_path):
+    # safetensors orders several metadata entries by hash, which differs between processes.
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, 'tests'); "
+        "from test_model import saved_weights; "
+        "print(saved_weights(Path(sys.argv[1])).read_bytes().hex())"
+    )
+    outputs = set()
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / name)],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+        )
+        outputs.add(proc.stdout)
+    assert len(outputs) == 1
 
 
 def test_weights_for_another_input_size_name_both_shapes(tmp_path):

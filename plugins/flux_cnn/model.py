@@ -69,7 +69,7 @@ class FluxCNN:
         self.backend = None
 
     def setup(self, input_shape: tuple[int, int, int]) -> None:
-        """Draw or load the weights for (C, H, W) inputs, start the backend, save the weights."""
+        """Draw or load the weights for (C, H, W) inputs and start the backend."""
         config, input_shape = self.config, tuple(int(n) for n in input_shape)
         # 1. Weights, checked against the input shape
         try:
@@ -101,8 +101,11 @@ class FluxCNN:
             from .torch_backend import TorchBackend
 
             self.backend = TorchBackend(tensors, self.arch, config.device)
-        # 3. The weights this run uses, saved only once the backend has started
-        weights.save(self.run_dir / weights.FILE_NAME, tensors, self.arch, input_shape)
+        self._tensors, self._input_shape = tensors, input_shape
+
+    def save(self, run_dir: Path) -> None:
+        """Write the weights this run uses to ``run_dir/model_weights.safetensors``."""
+        weights.save(Path(run_dir) / weights.FILE_NAME, self._tensors, self.arch, self._input_shape)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """(N, num_outputs) logits for a (N, C, H, W) float32 batch, in one call."""

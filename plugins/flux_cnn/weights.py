@@ -10,6 +10,8 @@ The tensors are exactly what Flux's layers are built from:
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,12 +100,24 @@ def save(path: Path, tensors: dict[str, np.ndarray], arch: Architecture, input_s
     """Write ``tensors`` atomically, with the architecture and input shape as metadata."""
     from safetensors.numpy import save
 
-    metadata = {k: "none" if v is None else str(v) for k, v in asdict(arch).items()}
-    metadata["layout"] = "flux"
-    metadata["input_shape"] = ",".join(str(n) for n in input_shape)
+    # One metadata entry: safetensors writes several in hash order, which differs between
+    # processes, and a resumed run must write the same bytes as an uninterrupted one.
+    fields = {**asdict(arch), "layout": "flux", "input_shape": list(input_shape)}
+    metadata = {METADATA_KEY: json.dumps(fields, sort_keys=True)}
     data = save({name: np.ascontiguousarray(tensors[name]) for name in TENSORS}, metadata)
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
+
+
+METADATA_KEY = "ailusion.flux_cnn"
+
+
+def _made_for(entry: str | None) -> tuple | None:
+    """The input shape a weights file records it was made for, if it records one."""
+    try:
+        return tuple(json.loads(entry)["input_shape"]) if entry else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def load(
@@ -116,7 +130,7 @@ def load(
     try:
         with safe_open(str(path), framework="numpy") as f:
             found = {name: f.get_tensor(name) for name in f.keys()}
-            made_for = (f.metadata() or {}).get("input_shape")
+            made_for = _made_for((f.metadata() or {}).get(METADATA_KEY))
     except (OSError, SafetensorError) as exc:
         raise ConfigError("model.weights", f"cannot read {path} as safetensors: {exc}") from None
     missing = [name for name in TENSORS if name not in found]
@@ -129,7 +143,7 @@ def load(
         )
     expected = arch.shapes(input_shape)
     wrong = [name for name in TENSORS if found[name].shape != expected[name]]
-    made_for = f" (made for inputs of shape ({made_for.replace(',', ', ')}))" if made_for else ""
+    made_for = f" (made for inputs of shape {made_for})" if made_for else ""
     if wrong == ["dense.weight"] and found["dense.weight"].shape[0] == expected["dense.weight"][0]:
         raise ConfigError(
             "model.weights",
