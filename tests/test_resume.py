@@ -136,6 +136,13 @@ def test_progress_setting_does_not_count_as_another_config(tmp_path):
     assert result.summary["skipped"] == 5
 
 
+def test_gpu_per_job_does_not_count_as_another_config(tmp_path):
+    # Which GPU a job ran on does not change its images: a sweep's dir resumes either way.
+    run_fast(tmp_path / "run", "gpu_per_job=true")
+    result = run_fast(tmp_path / "run", "gpu_per_job=false")
+    assert result.summary["skipped"] == 5
+
+
 # --- the CLI, killed with SIGKILL at different points --------------------------------------------
 
 PROMPTS = "[" + ",".join(f"prompt {i}" for i in range(40)) + "]"
