@@ -10,6 +10,9 @@ from .weights import Architecture
 
 log = logging.getLogger(__name__)
 
+#: Images per convolution call on the CPU (measured fastest for 224² inputs on 2 cores).
+CPU_CHUNK = 4
+
 
 def torch_kernel(flux_weight: np.ndarray) -> np.ndarray:
     """Flux's ``(kW, kH, Cin, Cout)`` convolution kernel as PyTorch's ``(Cout, Cin, kH, kW)``.
@@ -54,16 +57,33 @@ class TorchBackend:
         import torch
         import torch.nn.functional as F
 
-        arch = self.arch
         with torch.inference_mode():
             x = torch.as_tensor(batch, dtype=torch.float32, device=self.device)
-            x = F.conv2d(x, self.kernel, self.conv_bias, stride=arch.stride, padding=arch.pad)
-            if arch.activation != "identity":
-                x = getattr(torch, arch.activation)(x)  # relu, sigmoid, tanh: as NNlib's
-            if arch.pooling == "max":
-                x = F.max_pool2d(x, arch.pool_size, arch.pool_size)
-            elif arch.pooling == "mean":
-                x = F.avg_pool2d(x, arch.pool_size, arch.pool_size)
-            # Flux flattens WHCN column-major: the same order as NCHW flattened row-major.
-            x = x.flatten(1)
-            return F.linear(x, self.dense_weight, self.dense_bias).cpu().numpy()
+            # On the CPU the convolution runs a few images at a time in channels-last layout
+            # (oneDNN's fast path for few input channels, and each chunk's feature maps stay in
+            # cache); the dense layer then runs once on the whole batch, reading its weights once.
+            chunk = CPU_CHUNK if self.device == "cpu" else len(x)
+            features = torch.empty((len(x), self.dense_weight.shape[1]), device=self.device)
+            for start in range(0, len(x), chunk):
+                maps = self._feature_maps(x[start:start + chunk])
+                # Flux flattens WHCN column-major: the same order as NCHW flattened row-major,
+                # which is what viewing the rows as (n, C, H, W) and copying into them gives.
+                features[start:start + len(maps)].view(maps.shape).copy_(maps)
+            return F.linear(features, self.dense_weight, self.dense_bias).cpu().numpy()
+
+    def _feature_maps(self, x):
+        """Convolution, activation and pooling of a (n, C, H, W) tensor."""
+        import torch
+        import torch.nn.functional as F
+
+        arch = self.arch
+        if self.device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.conv2d(x, self.kernel, self.conv_bias, stride=arch.stride, padding=arch.pad)
+        if arch.activation != "identity":
+            x = getattr(torch, arch.activation)(x)  # relu, sigmoid, tanh: as NNlib's
+        if arch.pooling == "max":
+            x = F.max_pool2d(x, arch.pool_size, arch.pool_size)
+        elif arch.pooling == "mean":
+            x = F.avg_pool2d(x, arch.pool_size, arch.pool_size)
+        return x
