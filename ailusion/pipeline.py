@@ -20,7 +20,6 @@ from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
-from .report import write_contact_sheet
 from .stages import StageContext
 from .streaming import Consumer, Outputs
 
@@ -147,9 +146,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
     finally:
         progress.close()
 
-    # 5. Finish: the contact sheet and the summary
+    # 5. Finish: the summary
     rows = [rows[r.index] for r in requests]
-    write_contact_sheet(run_dir, rows)
     summary = {
         "written": len(requests) - len(done),
         "skipped": len(done),
@@ -169,7 +167,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
 
 
 def _batch_size(config: DictConfig) -> int:
-    size = config.model.get("batch_size", 32)
+    size = config.model.get("batch_size", 8)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ConfigError("model.batch_size", f"must be a positive integer, got {size!r}")
     return size

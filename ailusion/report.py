@@ -13,6 +13,8 @@ COLUMNS = 6  # images per line of a sheet
 PER_SHEET = 48  # images per sheet: 6 × 8 cells, about 1.2k × 1.1k pixels
 MAX_SHEETS = 10  # a big run shows its first PER_SHEET × MAX_SHEETS images
 _PAD, _LINE = 4, 12
+_CELL_W, _CELL_H = 2 * THUMB + 3 * _PAD, THUMB + 2 * _PAD + 2 * _LINE
+_HEADER = _LINE + 2 * _PAD
 
 
 def print_predictions(result, max_rows: int = MAX_ROWS) -> None:
@@ -51,71 +53,108 @@ def contact_sheet_names(count: int, per_sheet: int = PER_SHEET, max_sheets: int 
 def write_contact_sheet(
     run_dir: Path, rows: list[dict], per_sheet: int = PER_SHEET, max_sheets: int = MAX_SHEETS
 ) -> list[Path]:
-    """Draw, per image, the generated image, the preprocessed image and the top prediction.
+    """Draw the contact sheets of ``rows`` (manifest rows, in the order to show them) from the
+    image files they name; see :class:`ContactSheets`. Returns the paths written."""
+    from PIL import Image
 
-    Args:
-        run_dir (`Path`):
-            The run dir; ``rows`` name their files relative to it.
-        rows (`list[dict]`):
-            Manifest rows, in the order to show them.
-        per_sheet (`int`, *optional*, defaults to 48):
-            Images per sheet; a run with more gets ``contact_sheet_2.png`` and so on.
-        max_sheets (`int`, *optional*, defaults to 10):
-            At most this many sheets; the last one says how many images it leaves out.
-
-    Images are opened one at a time and pasted as thumbnails, so memory holds one sheet whatever
-    the size of the run. Returns the paths written.
-    """
     from .dataset import save_png
 
-    run_dir = Path(run_dir)
-    names = contact_sheet_names(len(rows), per_sheet, max_sheets)
-    for page, name in enumerate(names):
-        chunk = rows[page * per_sheet:(page + 1) * per_sheet]
-        left_out = len(rows) - per_sheet * len(names) if page == len(names) - 1 else 0
-        save_png(_sheet(run_dir, chunk, max(left_out, 0)), run_dir / name)
-    return [run_dir / name for name in names]
+    sheets = ContactSheets(run_dir, len(rows), save_png, per_sheet, max_sheets)
+    for row in rows:
+        images = []
+        for key in ("file_name", "preprocessed_file_name"):
+            try:
+                with Image.open(Path(run_dir) / row[key]) as image:
+                    images.append(image.convert("RGB"))
+            except Exception:  # a missing image shows as a grey square rather than failing
+                images.append(None)
+        sheets.add(row, *images)
+    return sheets.close()
 
 
-def _sheet(run_dir: Path, rows: list[dict], left_out: int):
-    from PIL import Image, ImageDraw, ImageFont
+class ContactSheets:
+    """Draws, per image, the generated image, the preprocessed image and the top prediction.
 
-    font = ImageFont.load_default()
-    cell_w, cell_h = 2 * THUMB + 3 * _PAD, THUMB + 2 * _PAD + 2 * _LINE
-    columns = max(1, min(COLUMNS, len(rows)))
-    lines = max(1, math.ceil(len(rows) / columns))
-    header = _LINE + 2 * _PAD
-    sheet = Image.new("RGB", (columns * cell_w, header * (2 if left_out else 1) + lines * cell_h),
-                      "white")
-    draw = ImageDraw.Draw(sheet)
-    draw.text((_PAD, _PAD), "generated | preprocessed | top prediction", fill="gray", font=font)
-    if left_out:
-        draw.text((_PAD, sheet.height - header + _PAD),
-                  f"+ {left_out} more images, not shown: see metadata.jsonl", fill="gray", font=font)
-    for n, row in enumerate(rows):
-        x, y = (n % columns) * cell_w, header + (n // columns) * cell_h
-        for k, key in enumerate(("file_name", "preprocessed_file_name")):
-            _paste_thumbnail(sheet, run_dir / row[key], (x + _PAD + k * (THUMB + _PAD), y + _PAD))
-        text_y = y + THUMB + 2 * _PAD
-        draw.text((x + _PAD, text_y), _fit(draw, font, _caption(row), cell_w - 2 * _PAD),
+    Images are added one at a time, as a run makes them, and pasted as thumbnails: memory holds
+    one sheet whatever the size of the run. Each finished sheet goes to ``save(image, path)``
+    (``contact_sheet.png``, then ``contact_sheet_2.png``, … for ``per_sheet`` images each); after
+    ``max_sheets`` the last sheet says how many images it leaves out.
+    """
+
+    def __init__(self, run_dir: Path, total: int, save, per_sheet: int = PER_SHEET,
+                 max_sheets: int = MAX_SHEETS):
+        self.run_dir, self.save, self.per_sheet = Path(run_dir), save, per_sheet
+        self.names = contact_sheet_names(total, per_sheet, max_sheets)
+        self.shown = min(total, per_sheet * len(self.names))
+        self.left_out = total - self.shown
+        self.count = 0
+        self._sheet = self._draw = None
+
+    def add(self, row: dict, generated, preprocessed) -> None:
+        """Paste one image's cell; ``generated``/``preprocessed`` are images, or None."""
+        from PIL import ImageFont
+
+        if self.count >= self.shown:
+            return
+        page, n = divmod(self.count, self.per_sheet)
+        if n == 0:
+            self._new_sheet(page)
+        font = ImageFont.load_default()
+        columns = self._columns(page)
+        x, y = (n % columns) * _CELL_W, _HEADER + (n // columns) * _CELL_H
+        for k, image in enumerate((generated, preprocessed)):
+            _paste_thumbnail(self._sheet, image, (x + _PAD + k * (THUMB + _PAD), y + _PAD))
+        text_y, draw = y + THUMB + 2 * _PAD, self._draw
+        draw.text((x + _PAD, text_y), _fit(draw, font, _caption(row), _CELL_W - 2 * _PAD),
                   fill="red" if row.get("flagged") else "black", font=font)
         draw.text((x + _PAD, text_y + _LINE),
                   _fit(draw, font, str(row.get("prompt") or row.get("source") or ""),
-                       cell_w - 2 * _PAD), fill="gray", font=font)
-    return sheet
+                       _CELL_W - 2 * _PAD), fill="gray", font=font)
+        self.count += 1
+        if self.count == self.shown or n == self.per_sheet - 1:
+            self.save(self._sheet, self.run_dir / self.names[page])
+            self._sheet = self._draw = None
+
+    def close(self) -> list[Path]:
+        """Save the sheet of a run with no images; return the paths of every sheet."""
+        if self.shown == 0:
+            self._new_sheet(0)
+            self.save(self._sheet, self.run_dir / self.names[0])
+        return [self.run_dir / name for name in self.names]
+
+    def _on_page(self, page: int) -> int:
+        return min(self.per_sheet, self.shown - page * self.per_sheet)
+
+    def _columns(self, page: int) -> int:
+        return max(1, min(COLUMNS, self._on_page(page)))
+
+    def _new_sheet(self, page: int) -> None:
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.load_default()
+        last = page == len(self.names) - 1
+        left_out = self.left_out if last else 0
+        lines = max(1, math.ceil(max(self._on_page(page), 1) / self._columns(page)))
+        size = (self._columns(page) * _CELL_W, _HEADER * (2 if left_out else 1) + lines * _CELL_H)
+        self._sheet = Image.new("RGB", size, "white")
+        self._draw = ImageDraw.Draw(self._sheet)
+        self._draw.text((_PAD, _PAD), "generated | preprocessed | top prediction", fill="gray",
+                        font=font)
+        if left_out:
+            self._draw.text((_PAD, size[1] - _HEADER + _PAD),
+                            f"+ {left_out} more images, not shown: see metadata.jsonl",
+                            fill="gray", font=font)
 
 
-def _paste_thumbnail(sheet, path: Path, at: tuple[int, int]) -> None:
+def _paste_thumbnail(sheet, image, at: tuple[int, int]) -> None:
     from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as image:
-            # Small images are enlarged with hard pixel edges, large ones reduced smoothly.
-            small = max(image.size) < THUMB
-            resample = Image.NEAREST if small else Image.BICUBIC
-            image = ImageOps.contain(image.convert("RGB"), (THUMB, THUMB), resample)
-    except Exception:  # a missing image shows as a grey square rather than failing the run
+    if image is None:
         image = Image.new("RGB", (THUMB, THUMB), "lightgray")
+    else:
+        # Small images are enlarged with hard pixel edges, large ones reduced smoothly.
+        resample = Image.NEAREST if max(image.size) < THUMB else Image.BICUBIC
+        image = ImageOps.contain(image.convert("RGB"), (THUMB, THUMB), resample)
     sheet.paste(image, (at[0] + (THUMB - image.width) // 2, at[1] + (THUMB - image.height) // 2))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,8 +22,29 @@ import numpy as np
 from . import dataset
 from .dataset import atomic_path
 from .errors import AilusionError
+from .report import ContactSheets
 
 _STOP = object()
+#: zlib level of the contact sheets (the images' own PNGs use ``png_compress_level``).
+SHEET_COMPRESS_LEVEL = 1
+#: How much lower than the generating thread the worker threads are scheduled (Linux nice).
+WORKER_NICENESS = 10
+
+
+def yield_to_generation() -> None:
+    """Schedule the calling worker thread below the generating thread.
+
+    Where generation runs on the CPU, the workers then take the cycles it leaves idle instead of
+    slowing it down; threads the worker starts (pools, OpenMP teams) inherit the priority. Linux
+    sets priorities per thread; elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS))
+    except OSError:
+        pass
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -44,10 +66,18 @@ class Outputs:
         self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
         self._manifest = dataset.ManifestWriter(self.run_dir)
         workers = max(2, os.cpu_count() or 2)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ailusion-io")
+        self._pool = ThreadPoolExecutor(
+            workers, thread_name_prefix="ailusion-io", initializer=yield_to_generation
+        )
         self._in_flight = threading.BoundedSemaphore(4 * workers)
         self._pending: deque[tuple[dict, list[Future]]] = deque()
         self.hook = None  # set by the Consumer: called with each complete row
+        self._sheet_writes: list[Future] = []
+        self.sheets = ContactSheets(self.run_dir, total, self._save_sheet)
+
+    def _save_sheet(self, image, path: Path) -> None:
+        # A sheet is a picture to look at, finished as the run ends: speed counts, not bytes.
+        self._sheet_writes.append(self._submit(dataset.save_png, image, path, SHEET_COMPRESS_LEVEL))
 
     def _submit(self, fn, *args, **kwargs) -> Future:
         self._in_flight.acquire()
@@ -55,8 +85,9 @@ class Outputs:
         future.add_done_callback(lambda _: self._in_flight.release())
         return future
 
-    def add_batch(self, batch, arrays: np.ndarray, logits: np.ndarray) -> None:
-        """Record one processed batch of ``(request, generated, previous_row)`` triples."""
+    def add_batch(self, batch, images, arrays: np.ndarray, logits: np.ndarray) -> None:
+        """Record one processed batch of ``(request, generated, previous_row)`` triples, with
+        each one's image (generated now, or read back for a complete one)."""
         if self._array_file is None:
             # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
             # keep every written page in this process's resident memory until the end.
@@ -88,11 +119,13 @@ class Outputs:
                     dataset.save_png, generated.image, self.run_dir / row["file_name"],
                     self.compress_level, text,
                 ))
+            view = self.preprocessor.to_image(arrays[i])
             if previous is None:
                 futures.append(self._submit(
-                    dataset.save_png, self.preprocessor.to_image(arrays[i]),
-                    self.run_dir / row["preprocessed_file_name"], self.compress_level,
+                    dataset.save_png, view, self.run_dir / row["preprocessed_file_name"],
+                    self.compress_level,
                 ))
+            self.sheets.add(row, images[i], view)
             self.rows[request.index] = row
             self._pending.append((row, futures))
         self._drain(block=False)
@@ -128,6 +161,9 @@ class Outputs:
     def finish(self) -> dict[int, dict]:
         """Wait for the writes, then put the arrays, predictions and manifest in place."""
         self._drain(block=True)
+        self.sheets.close()
+        for future in self._sheet_writes:
+            future.result()
         self._pool.shutdown()
         if self._array_file is not None:
             self._array_file.close()
@@ -223,6 +259,7 @@ class Consumer:
             raise self.error
 
     def _run(self) -> None:
+        yield_to_generation()
         batch: list = []
         try:
             while not self._stopped.is_set():
@@ -258,7 +295,7 @@ class Consumer:
         inputs = arrays.astype(np.float32, copy=False)
         logits = np.asarray(self.model.forward(inputs), dtype=np.float32)
         _check_shape("model.forward", logits, (len(images), len(self.outputs.labels)))
-        self.outputs.add_batch(batch, arrays, logits)
+        self.outputs.add_batch(batch, images, arrays, logits)
 
 
 def _check_shape(what: str, array: np.ndarray, expected: tuple) -> None:
