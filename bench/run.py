@@ -1,6 +1,6 @@
 """ailusion's throughput benchmarks: one command, one table of ratios measured side by side.
 
-    python bench/run.py            # every measure (a few minutes on 2 cores)
+    python bench/run.py            # every measure (about five minutes on 2 cores)
     python bench/run.py --quick    # fewer repeats and images, for a smoke test
 
 Absolute times vary from machine to machine and minute to minute; each ratio compares two things
@@ -118,6 +118,14 @@ def measure_batched_forward(repeats: int, work: Path):
     return single / batched, f"{32 / batched:.0f} img/s vs {32 / single:.0f} img/s"
 
 
+def measure_preprocess(repeats: int):
+    """The preprocessor's throughput ÷ (cores × one core's resize-and-scale rate): bench_preprocess."""
+    sys.path.insert(0, str(HERE))
+    from bench_preprocess import measure
+
+    return measure(repeats=repeats)
+
+
 def measure_seeds_workflow(images: int, work: Path):
     """The seeds' three scripts (generate, preprocess from PNGs, model) ÷ one ailusion run."""
     from ailusion.plugins.tiny_sd import ensure_tiny_pipeline
@@ -173,6 +181,8 @@ def main() -> None:
              lambda: measure_help(3 if args.quick else 7), lambda r: r <= 1.5),
             ("torch forward: batch of 32 ÷ 32 single calls", "≥ 5",
              lambda: measure_batched_forward(repeats, work), lambda r: r >= 5),
+            ("preprocess ÷ (cores × one core's resize+scale), 512² → 224²", "≥ 0.85",
+             lambda: measure_preprocess(5 if args.quick else 15), lambda r: r >= 0.85),
             ("seeds' three scripts ÷ ailusion (48 images)", "report",
              lambda: measure_seeds_workflow(12 if args.quick else 48, work), lambda r: True),
         ]
