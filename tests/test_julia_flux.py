@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 
 from ailusion.plugins.flux_cnn import julia_import, weights
+from fixtures.make_fixtures import ARCH
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ARCH = weights.Architecture(
-    kernel_size=3,
-    out_channels=4,
-    activation="relu",
-    stride=2,
-    pad=1,
-    pooling="max",
-    pool_size=2,
-    num_outputs=5,
-)
 
 pytestmark = [
     pytest.mark.julia,

@@ -104,16 +104,7 @@ def test_whcn_view_is_the_same_memory_in_flux_order():
 def test_fixture_logits_are_the_reference_and_the_torch_backend():
     batch = np.load(FIXTURES / "flux_cnn_input.npy")
     expected = np.load(FIXTURES / "flux_cnn_logits.npy")
-    a = weights.Architecture(
-        kernel_size=3,
-        out_channels=4,
-        activation="relu",
-        stride=2,
-        pad=1,
-        pooling="max",
-        pool_size=2,
-        num_outputs=5,
-    )
+    from fixtures.make_fixtures import ARCH as a
     tensors = weights.load(FIXTURES / "flux_cnn_weights.safetensors", a, batch.shape[1:])
     assert batch.shape == (2, 3, 16, 16) and expected.shape == (2, 5)
     np.testing.assert_allclose(
