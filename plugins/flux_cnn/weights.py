@@ -11,7 +11,6 @@ The tensors are exactly what Flux's layers are built from:
 from __future__ import annotations
 
 import json
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,24 +99,22 @@ def save(path: Path, tensors: dict[str, np.ndarray], arch: Architecture, input_s
     """Write ``tensors`` atomically, with the architecture and input shape as metadata."""
     from safetensors.numpy import save
 
-    # One metadata entry: safetensors writes several in hash order, which differs between
-    # processes, and a resumed run must write the same bytes as an uninterrupted one.
-    fields = {**asdict(arch), "layout": "flux", "input_shape": list(input_shape)}
-    metadata = {METADATA_KEY: json.dumps(fields, sort_keys=True)}
+    metadata = {k: "none" if v is None else str(v) for k, v in asdict(arch).items()}
+    metadata["layout"] = "flux"
+    metadata["input_shape"] = ",".join(str(n) for n in input_shape)
     data = save({name: np.ascontiguousarray(tensors[name]) for name in TENSORS}, metadata)
     with atomic_path(Path(path)) as tmp:
-        tmp.write_bytes(data)
+        tmp.write_bytes(_sorted_header(data))
 
 
-METADATA_KEY = "ailusion.flux_cnn"
-
-
-def _made_for(entry: str | None) -> tuple | None:
-    """The input shape a weights file records it was made for, if it records one."""
-    try:
-        return tuple(json.loads(entry)["input_shape"]) if entry else None
-    except (ValueError, KeyError, TypeError):
-        return None
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` with its JSON header's keys sorted: safetensors writes the metadata in hash
+    order, which differs between processes, and a resumed run must write the same bytes as an
+    uninterrupted one. The tensors' offsets are relative to the data, so they stay valid."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # safetensors keeps the data 8-byte aligned
+    return len(header).to_bytes(8, "little") + header.encode() + data[8 + size:]
 
 
 def load(
@@ -130,7 +127,7 @@ def load(
     try:
         with safe_open(str(path), framework="numpy") as f:
             found = {name: f.get_tensor(name) for name in f.keys()}
-            made_for = _made_for((f.metadata() or {}).get(METADATA_KEY))
+            made_for = (f.metadata() or {}).get("input_shape")
     except (OSError, SafetensorError) as exc:
         raise ConfigError("model.weights", f"cannot read {path} as safetensors: {exc}") from None
     missing = [name for name in TENSORS if name not in found]
@@ -143,7 +140,7 @@ def load(
         )
     expected = arch.shapes(input_shape)
     wrong = [name for name in TENSORS if found[name].shape != expected[name]]
-    made_for = f" (made for inputs of shape {made_for})" if made_for else ""
+    made_for = f" (made for inputs of shape ({made_for.replace(',', ', ')}))" if made_for else ""
     if wrong == ["dense.weight"] and found["dense.weight"].shape[0] == expected["dense.weight"][0]:
         raise ConfigError(
             "model.weights",
