@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -60,6 +61,14 @@ def _show_warning(message, *args, **kwargs) -> None:
     if text not in _warned:
         _warned.add(text)
         print(f"ailusion: warning: {text}", file=sys.stderr)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Log records on the console as ``ailusion: warning: message`` (Hydra's log file keeps its
+    own format, with times and logger names)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"ailusion: {record.levelname.lower()}: {record.getMessage()}"
 
 
 def error_line(exc: BaseException) -> str:

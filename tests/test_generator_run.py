@@ -69,3 +69,8 @@ def test_a_run_prints_only_its_progress_bar(tmp_path):
     for noise in ("steps_offset", "accelerate", "Loading pipeline components", "Loading weights",
                   "torchvision", "Writing model shards", "Warning", "it/s]"):
         assert noise not in result.stderr, noise
+    # Besides the bar, only ailusion's own one-line messages, on stderr; stdout has the results.
+    others = [line for line in result.stderr.replace("\r", "\n").splitlines()
+              if line.strip() and not line.startswith("images:")]
+    assert all(line.startswith("ailusion: warning: ") for line in others), others
+    assert "WARNING" not in result.stdout
