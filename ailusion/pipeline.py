@@ -21,7 +21,8 @@ from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
 from .stages import StageContext
-from .streaming import Consumer, Outputs
+from .outputs import Outputs
+from .streaming import Consumer
 
 
 @dataclass

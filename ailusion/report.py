@@ -21,7 +21,7 @@ def print_predictions(result, max_rows: int = MAX_ROWS) -> None:
     """Print one line per image: its file, top label and probability."""
     import numpy as np
 
-    from .streaming import softmax
+    from .outputs import softmax
 
     probabilities = softmax(result.predictions.astype("float64"))
     print(f"{'image':<28} {'label':<12} {'probability':>11}")

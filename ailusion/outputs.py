@@ -1,0 +1,193 @@
+"""Everything a run writes into its run dir, off the generating thread.
+
+:class:`Outputs` encodes PNGs on a thread pool (with a bounded number in flight), fills the
+arrays on disk row by row, draws the contact sheets, and appends a manifest row only once all of
+its image's files are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import dataset
+from .dataset import atomic_path
+from .report import ContactSheets
+from .streaming import yield_to_generation
+
+#: zlib level of the contact sheets (the images' own PNGs use ``png_compress_level``).
+SHEET_COMPRESS_LEVEL = 1
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class Outputs:
+    """Everything a run writes into its run dir."""
+
+    def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6):
+        self.run_dir, self.total = Path(run_dir), total
+        self.preprocessor, self.labels = preprocessor, list(model.labels)
+        self.compress_level = compress_level
+        self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
+        self.rows: dict[int, dict] = {}
+        self.order: list[int] = []  # image index of each row of the arrays
+        self._array_file = None  # preprocessed.npy, written row by row (see add_batch)
+        self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
+        self._manifest = dataset.ManifestWriter(self.run_dir)
+        workers = max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(
+            workers, thread_name_prefix="ailusion-io", initializer=yield_to_generation
+        )
+        self._in_flight = threading.BoundedSemaphore(4 * workers)
+        self._pending: deque[tuple[dict, list[Future]]] = deque()
+        self.hook = None  # set by the Consumer: called with each complete row
+        self._sheet_writes: list[Future] = []
+        self.sheets = ContactSheets(self.run_dir, total, self._save_sheet)
+
+    def _save_sheet(self, image, path: Path) -> None:
+        # A sheet is a picture to look at, finished as the run ends: speed counts, not bytes.
+        self._sheet_writes.append(self._submit(dataset.save_png, image, path, SHEET_COMPRESS_LEVEL))
+
+    def _submit(self, fn, *args, **kwargs) -> Future:
+        self._in_flight.acquire()
+        future = self._pool.submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda _: self._in_flight.release())
+        return future
+
+    def add_batch(self, batch, images, arrays: np.ndarray, logits: np.ndarray) -> None:
+        """Record one processed batch of ``(request, generated, previous_row)`` triples, with
+        each one's image (generated now, or read back for a complete one)."""
+        if self._array_file is None:
+            # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
+            # keep every written page in this process's resident memory until the end.
+            self._array_file = open(self._array_tmp, "wb")
+            np.lib.format.write_array_header_2_0(self._array_file, {
+                "descr": np.lib.format.dtype_to_descr(arrays.dtype),
+                "fortran_order": False,
+                "shape": (self.total, *arrays.shape[1:]),
+            })
+        probabilities = softmax(logits.astype(np.float64))
+        for i, (request, generated, previous) in enumerate(batch):
+            position = len(self.order)
+            self.order.append(request.index)
+            self._array_file.write(np.ascontiguousarray(arrays[i]).tobytes())
+            self.logits[position] = logits[i]
+            row = dict(previous) if previous else self._new_row(request, generated)
+            top = int(np.argmax(probabilities[i]))
+            finite = bool(np.isfinite(logits[i]).all())  # NaN logits have no top label
+            row.update(
+                label=self.labels[top] if finite else None,
+                probability=round(float(probabilities[i, top]), 6) if finite else None,
+                logits=[float(x) for x in logits[i]] if finite else None,
+                flagged=row.get("flagged") or (None if finite else "nan"),
+            )
+            futures = []
+            if generated is not None:
+                text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
+                futures.append(self._submit(
+                    dataset.save_png, generated.image, self.run_dir / row["file_name"],
+                    self.compress_level, text,
+                ))
+            view = self.preprocessor.to_image(arrays[i])
+            if previous is None:
+                futures.append(self._submit(
+                    dataset.save_png, view, self.run_dir / row["preprocessed_file_name"],
+                    self.compress_level,
+                ))
+            self.sheets.add(row, images[i], view)
+            self.rows[request.index] = row
+            self._pending.append((row, futures))
+        self._drain(block=False)
+
+    def _new_row(self, request, generated) -> dict:
+        info = dict(generated.info)
+        flagged = info.pop("flagged", None)
+        if flagged is None and max(hi for _, hi in _extrema(generated.image)) == 0:
+            flagged = "black"
+        return {
+            "file_name": dataset.generated_name(request.index),
+            "index": request.index,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": request.seed,
+            "source": request.source,
+            **info,
+            "preprocessed_file_name": dataset.preprocessed_name(request.index),
+            "preprocessing": self.preprocessor.settings(),
+            "flagged": flagged,
+        }
+
+    def _drain(self, block: bool) -> None:
+        while self._pending and (block or all(f.done() for f in self._pending[0][1])):
+            row, futures = self._pending.popleft()
+            for future in futures:
+                future.result()  # re-raises a failed write
+            if futures:  # a skipped image's row is in the manifest already
+                self._manifest.append(row)
+            if self.hook is not None:
+                self.hook(row)
+
+    def finish(self) -> dict[int, dict]:
+        """Wait for the writes, then put the arrays, predictions and manifest in place."""
+        self._drain(block=True)
+        self.sheets.close()
+        for future in self._sheet_writes:
+            future.result()
+        self._pool.shutdown()
+        if self._array_file is not None:
+            self._array_file.close()
+            os.replace(self._array_tmp, self.run_dir / "preprocessed.npy")
+        with atomic_path(self.run_dir / "predictions.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.logits)
+        self._write_json("preprocessed_index.json", [self.rows[i]["file_name"] for i in self.order])
+        self._write_json("predictions.json", {
+            "labels": self.labels,
+            "images": [
+                {k: self.rows[i][k] for k in ("file_name", "index", "label", "probability", "logits")}
+                for i in self.order
+            ],
+        })
+        self._manifest.finalize(self.rows)
+        return self.rows
+
+    def _write_json(self, name: str, value) -> None:
+        with atomic_path(self.run_dir / name) as tmp:
+            tmp.write_text(json.dumps(dataset.json_safe(value), indent=1) + "\n", encoding="utf-8")
+
+    def abort(self) -> None:
+        """Stop after a failure: finish the writes under way, drop the partial arrays."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Keep what is complete, in order, up to the first failed write: a rerun skips it.
+        while self._pending and all(_succeeded(f) for f in self._pending[0][1]):
+            row, futures = self._pending.popleft()
+            if futures:
+                self._manifest.append(row)
+        self._manifest.close()
+        if self._array_file is not None:
+            self._array_file.close()
+        self._array_tmp.unlink(missing_ok=True)
+
+
+_PNG_TEXT_KEYS = (
+    "prompt", "negative_prompt", "seed", "model", "scheduler", "num_inference_steps",
+    "guidance_scale", "height", "width",
+)
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _extrema(image):
+    extrema = image.getextrema()
+    return extrema if isinstance(extrema[0], tuple) else (extrema,)
+
+
