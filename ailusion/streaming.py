@@ -37,7 +37,8 @@ def yield_to_generation() -> None:
         return
     try:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS))
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, tid, niceness)
     except OSError:
         pass
 
