@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -39,3 +43,21 @@ def test_two_identical_runs_give_identical_pixels(run_tiny, tmp_path):
 def test_grayscale_gives_one_channel(run_tiny):
     result = run_tiny("preprocessor.grayscale=true")
     assert np.load(result.run_dir / "preprocessed.npy").shape == (3, 1, 224, 224)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
+def test_worker_threads_yield_to_the_generating_thread():
+    from ailusion.streaming import WORKER_NICENESS, yield_to_generation
+
+    seen = {}
+
+    def worker():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        yield_to_generation()
+        seen["change"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["change"] == min(WORKER_NICENESS, 19 - os.getpriority(os.PRIO_PROCESS, 0))
