@@ -9,7 +9,7 @@ from typing import Sequence
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from .dataset import atomic_path
+from . import hydra_files
 from .hookspecs import hookimpl
 
 
@@ -64,9 +64,6 @@ class _SavedConfig:
 
     @hookimpl
     def run_start(self, run_dir):
-        out = Path(run_dir) / ".hydra"
-        out.mkdir(exist_ok=True)
-        for name, node in (("config.yaml", self.config),
-                           ("overrides.yaml", OmegaConf.create(self.overrides))):
-            with atomic_path(out / name) as tmp:
-                tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+        hydra_files.save(Path(run_dir) / ".hydra", {
+            "config.yaml": self.config, "overrides.yaml": OmegaConf.create(self.overrides),
+        })

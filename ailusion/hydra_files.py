@@ -53,9 +53,16 @@ class HydraFiles:
         del hydra_cfg.hydra.job.env_set[SUBDIR_ENV]
         overrides = hydra_cfg.hydra.overrides
         overrides.hydra = [o for o in overrides.hydra if o not in DEFERRING_OVERRIDES]
-        out = Path(run_dir) / self.subdir
-        out.mkdir(parents=True, exist_ok=True)
-        for name, node in (("config.yaml", self.config), ("hydra.yaml", hydra_cfg),
-                           ("overrides.yaml", overrides.task)):
-            with atomic_path(out / name) as tmp:
-                tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+        save(Path(run_dir) / self.subdir, {
+            "config.yaml": self.config, "hydra.yaml": hydra_cfg, "overrides.yaml": overrides.task,
+        })
+
+
+def save(out: Path, files: dict) -> None:
+    """Write each ``{file name: config node}`` of ``files`` into ``out`` as YAML, atomically."""
+    from omegaconf import OmegaConf
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, node in files.items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")

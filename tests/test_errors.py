@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fake_plugins import FAST, plugin_manager
+from test_lock import lock_in_other_process
 
 import ailusion
 from ailusion import dataset, rundir
@@ -59,14 +60,7 @@ def hold_lock(run_dir: Path):
     """Another process holding ``run_dir``, as a run in progress would."""
     run_dir.mkdir(parents=True)
     (run_dir / "generated_image_1.png").write_bytes(b"owned by the other run")
-    code = (
-        "import sys, time; from filelock import FileLock; "
-        f"lock = FileLock({str(run_dir / rundir.LOCK_FILE)!r}); lock.acquire(); print('held', flush=True); "
-        "time.sleep(120)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
+    return lock_in_other_process(run_dir)
 
 
 CLI_SETUP = {
