@@ -80,6 +80,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` as indented JSON (NaN as null), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(json_safe(value), indent=1) + "\n", encoding="utf-8")
+
+
 def dumps_row(row: dict) -> str:
     """One manifest line (sorted keys, so equal rows are equal bytes)."""
     return json.dumps(json_safe(row), sort_keys=True, allow_nan=False) + "\n"

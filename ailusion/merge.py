@@ -148,8 +148,8 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
     # 2. Predictions, manifest and contact sheet, in image order
     ordered = [rows[i] for i in sorted(rows)]
     np.save(out / "predictions.npy", logits)
-    _write_json(out / "preprocessed_index.json", [row["file_name"] for row in ordered])
-    _write_json(out / "predictions.json", {
+    dataset.write_json(out / "preprocessed_index.json", [row["file_name"] for row in ordered])
+    dataset.write_json(out / "predictions.json", {
         "labels": shards[0]["predictions"]["labels"],
         "images": [predicted[i] for i in sorted(predicted)],
     })
@@ -160,17 +160,13 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
     config = OmegaConf.create({**shards[0]["config"], "shard": 0, "num_shards": 1})
     requests = [ImageRequest(r["index"], r.get("prompt"), r.get("negative_prompt"), r.get("seed"),
                              r.get("source")) for r in ordered]
-    _write_json(out / rundir.RUN_FILE, rundir.fingerprint(config, requests))
+    dataset.write_json(out / rundir.RUN_FILE, rundir.fingerprint(config, requests))
     hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
     if hydra_config.is_file():
         (out / ".hydra").mkdir()
         saved = OmegaConf.merge(OmegaConf.load(hydra_config), {"shard": 0, "num_shards": 1})
         OmegaConf.save(saved, out / ".hydra" / "config.yaml")
     _copy_run_files(out, [s["path"] for s in shards])
-
-
-def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
 
 
 def _copy_run_files(out: Path, shard_dirs: list[Path]) -> None:

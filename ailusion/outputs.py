@@ -7,7 +7,6 @@ its image's files are complete.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import deque
@@ -147,8 +146,9 @@ class Outputs:
         with atomic_path(self.run_dir / "predictions.npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, self.logits)
-        self._write_json("preprocessed_index.json", [self.rows[i]["file_name"] for i in self.order])
-        self._write_json("predictions.json", {
+        sources = [self.rows[i]["file_name"] for i in self.order]
+        dataset.write_json(self.run_dir / "preprocessed_index.json", sources)
+        dataset.write_json(self.run_dir / "predictions.json", {
             "labels": self.labels,
             "images": [
                 {k: self.rows[i][k] for k in ("file_name", "index", "label", "probability", "logits")}
@@ -157,10 +157,6 @@ class Outputs:
         })
         self._manifest.finalize(self.rows)
         return self.rows
-
-    def _write_json(self, name: str, value) -> None:
-        with atomic_path(self.run_dir / name) as tmp:
-            tmp.write_text(json.dumps(dataset.json_safe(value), indent=1) + "\n", encoding="utf-8")
 
     def abort(self) -> None:
         """Stop after a failure: finish the writes under way, drop the partial arrays."""
