@@ -20,8 +20,6 @@ from .dataset import atomic_path
 from .report import ContactSheets
 from .streaming import yield_to_generation
 
-#: zlib level of the contact sheets (the images' own PNGs use ``png_compress_level``).
-SHEET_COMPRESS_LEVEL = 1
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -47,12 +45,15 @@ class Outputs:
         self._in_flight = threading.BoundedSemaphore(4 * workers)
         self._pending: deque[tuple[dict, list[Future]]] = deque()
         self.hook = None  # set by the Consumer: called with each complete row
-        self._sheet_writes: list[Future] = []
+        self._writes: list[Future] = []
         self.sheets = ContactSheets(self.run_dir, total, self._save_sheet)
 
-    def _save_sheet(self, image, path: Path) -> None:
-        # A sheet is a picture to look at, finished as the run ends: speed counts, not bytes.
-        self._sheet_writes.append(self._submit(dataset.save_png, image, path, SHEET_COMPRESS_LEVEL))
+    def write(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the writing threads; :meth:`finish` waits for it and re-raises."""
+        self._writes.append(self._submit(fn, *args))
+
+    def _save_sheet(self, path: Path, data: bytes) -> None:
+        self.write(dataset.write_bytes, path, data)
 
     def _submit(self, fn, *args, **kwargs) -> Future:
         self._in_flight.acquire()
@@ -137,7 +138,7 @@ class Outputs:
         """Wait for the writes, then put the arrays, predictions and manifest in place."""
         self._drain(block=True)
         self.sheets.close()
-        for future in self._sheet_writes:
+        for future in self._writes:
             future.result()
         self._pool.shutdown()
         if self._array_file is not None:

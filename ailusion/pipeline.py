@@ -116,12 +116,12 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
     if todo:
         generator.setup()
     rundir.start(run_dir, record, done)
-    if hasattr(model, "save"):
-        model.save(run_dir)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
     outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level)
+    if hasattr(model, "save"):
+        outputs.write(model.save, run_dir)
     consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))
     progress = _progress(config, len(requests))
     try:

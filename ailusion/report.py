@@ -12,6 +12,8 @@ THUMB = 96  # side of each thumbnail, in pixels
 COLUMNS = 6  # images per line of a sheet
 PER_SHEET = 48  # images per sheet: 6 × 8 cells, about 1.2k × 1.1k pixels
 MAX_SHEETS = 10  # a big run shows its first PER_SHEET × MAX_SHEETS images
+#: zlib level of the sheets: a picture to look at, finished as a run ends, so speed counts.
+SHEET_COMPRESS_LEVEL = 1
 _PAD, _LINE = 4, 12
 _CELL_W, _CELL_H = 2 * THUMB + 3 * _PAD, THUMB + 2 * _PAD + 2 * _LINE
 _HEADER = _LINE + 2 * _PAD
@@ -57,9 +59,9 @@ def write_contact_sheet(
     image files they name; see :class:`ContactSheets`. Returns the paths written."""
     from PIL import Image
 
-    from .dataset import save_png
+    from .dataset import write_bytes
 
-    sheets = ContactSheets(run_dir, len(rows), save_png, per_sheet, max_sheets)
+    sheets = ContactSheets(run_dir, len(rows), write_bytes, per_sheet, max_sheets)
     for row in rows:
         images = []
         for key in ("file_name", "preprocessed_file_name"):
@@ -76,9 +78,11 @@ class ContactSheets:
     """Draws, per image, the generated image, the preprocessed image and the top prediction.
 
     Images are added one at a time, as a run makes them, and pasted as thumbnails: memory holds
-    one sheet whatever the size of the run. Each finished sheet goes to ``save(image, path)``
-    (``contact_sheet.png``, then ``contact_sheet_2.png``, … for ``per_sheet`` images each); after
-    ``max_sheets`` the last sheet says how many images it leaves out.
+    one sheet whatever the size of the run. Each line of cells is PNG-encoded as soon as it is
+    full, so little is left to do after the last image; each finished sheet's file goes to
+    ``save(path, png_bytes)`` (``contact_sheet.png``, then ``contact_sheet_2.png``, … for
+    ``per_sheet`` images each); after ``max_sheets`` the last sheet says how many images it
+    leaves out.
     """
 
     def __init__(self, run_dir: Path, total: int, save, per_sheet: int = PER_SHEET,
@@ -88,7 +92,7 @@ class ContactSheets:
         self.shown = min(total, per_sheet * len(self.names))
         self.left_out = total - self.shown
         self.count = 0
-        self._sheet = self._draw = None
+        self._sheet = self._draw = self._png = None
 
     def add(self, row: dict, generated, preprocessed) -> None:
         """Paste one image's cell; ``generated``/``preprocessed`` are images, or None."""
@@ -112,15 +116,27 @@ class ContactSheets:
                        _CELL_W - 2 * _PAD), fill="gray", font=font)
         self.count += 1
         if self.count == self.shown or n == self.per_sheet - 1:
-            self.save(self._sheet, self.run_dir / self.names[page])
-            self._sheet = self._draw = None
+            self._finish_sheet(page)
+        elif n % columns == columns - 1:  # a full line of cells: encode it now
+            self._encode_to(y + _CELL_H)
 
     def close(self) -> list[Path]:
         """Save the sheet of a run with no images; return the paths of every sheet."""
         if self.shown == 0:
             self._new_sheet(0)
-            self.save(self._sheet, self.run_dir / self.names[0])
+            self._finish_sheet(0)
         return [self.run_dir / name for name in self.names]
+
+    def _encode_to(self, bottom: int) -> None:
+        import numpy as np
+
+        top = self._png.rows
+        self._png.add(np.asarray(self._sheet.crop((0, top, self._sheet.width, bottom))))
+
+    def _finish_sheet(self, page: int) -> None:
+        self._encode_to(self._sheet.height)
+        self.save(self.run_dir / self.names[page], self._png.finish())
+        self._sheet = self._draw = self._png = None
 
     def _on_page(self, page: int) -> int:
         return min(self.per_sheet, self.shown - page * self.per_sheet)
@@ -131,6 +147,8 @@ class ContactSheets:
     def _new_sheet(self, page: int) -> None:
         from PIL import Image, ImageDraw, ImageFont
 
+        from .dataset import PngStream
+
         font = ImageFont.load_default()
         last = page == len(self.names) - 1
         left_out = self.left_out if last else 0
@@ -138,6 +156,7 @@ class ContactSheets:
         size = (self._columns(page) * _CELL_W, _HEADER * (2 if left_out else 1) + lines * _CELL_H)
         self._sheet = Image.new("RGB", size, "white")
         self._draw = ImageDraw.Draw(self._sheet)
+        self._png = PngStream(*size, SHEET_COMPRESS_LEVEL)
         self._draw.text((_PAD, _PAD), "generated | preprocessed | top prediction", fill="gray",
                         font=font)
         if left_out:

@@ -78,6 +78,70 @@ def test_batch_matches_one_by_one_within_tolerance(tiny):
         assert np.abs(alone[0] - image).max() <= BATCH_TOLERANCE
 
 
+def plain_call(generator, request, **overrides):
+    """The image diffusers makes for ``request`` when handed the text, as a plain loop would."""
+    import torch
+
+    c = generator.config
+    arguments = dict(
+        prompt=request.prompt, negative_prompt=request.negative_prompt,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        num_inference_steps=c.num_inference_steps, guidance_scale=c.guidance_scale,
+        height=c.height, width=c.width, output_type="np",
+    )
+    return generator.pipe(**{**arguments, **overrides}).images
+
+
+def test_cached_embeddings_give_the_images_the_text_gives(tiny):
+    for request in requests(3):  # with and without a negative prompt
+        ours, _ = tiny.render([request])
+        np.testing.assert_array_equal(ours, plain_call(tiny, request))
+
+
+def test_without_guidance_no_negative_embeddings_and_the_same_image(tiny, monkeypatch):
+    monkeypatch.setitem(tiny.config, "guidance_scale", 1.0)
+    request = requests(3)[2]  # has a negative prompt, which guidance 1 ignores
+    assert set(tiny.embeddings.arguments([request.prompt], [request.negative_prompt], 1.0)) == {
+        "prompt_embeds"
+    }
+    ours, _ = tiny.render([request])
+    np.testing.assert_array_equal(ours, plain_call(tiny, request, guidance_scale=1.0))
+
+
+def test_text_encoder_runs_once_per_distinct_prompt(tiny, monkeypatch):
+    from ailusion.plugins.stable_diffusion.embeddings import PromptEmbeddings
+
+    fresh = PromptEmbeddings(tiny.pipe)
+    monkeypatch.setattr(tiny, "embeddings", fresh)
+    monkeypatch.setitem(tiny.config, "batch_size", 2)
+    list(tiny.generate(requests(6)))  # three distinct (prompt, negative) pairs, twice each
+    assert fresh.encoded == 3
+    tiny.render(requests(3))
+    assert fresh.encoded == 3
+
+
+def test_embedding_cache_keeps_the_most_recent_prompts(tiny):
+    from ailusion.plugins.stable_diffusion.embeddings import PromptEmbeddings
+
+    cache = PromptEmbeddings(tiny.pipe, size=2)
+    for prompt in ("one", "two", "three", "two"):
+        cache.arguments([prompt], [None], 7.5)
+    assert cache.encoded == 3 and list(cache._cache) == [
+        ("three", None, True), ("two", None, True)
+    ]
+
+
+def test_other_pipelines_get_the_text():
+    from ailusion.plugins.stable_diffusion.embeddings import PromptEmbeddings
+
+    other = PromptEmbeddings(object())
+    assert other.names is None
+    assert other.arguments(["a", "b"], [None, None], 7.5) == {
+        "prompt": ["a", "b"], "negative_prompt": None
+    }
+    assert other.arguments(["a", "b"], [None, "dark"], 7.5)["negative_prompt"] == ["", "dark"]
+
+
 def test_generate_batches_yield_in_order_with_provenance(tiny):
     tiny.config.batch_size = 4
     try:

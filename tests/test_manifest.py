@@ -179,3 +179,26 @@ def test_predictions_table_shows_no_label_for_nan_logits(tmp_path, capsys):
     result = run_fast(tmp_path / "run", "prompts=[a]", "model.plugin=nan_logits")
     report.print_predictions(result)
     assert capsys.readouterr().out.splitlines()[1].split() == ["generated_image_1.png", "-", "nan"]
+
+
+def test_png_stream_decodes_to_the_rows_it_was_given(tmp_path):
+    rng = np.random.default_rng(0)
+    picture = np.full((37, 23, 3), 255, np.uint8)
+    picture[5:20, 3:15] = rng.integers(0, 256, (15, 12, 3), dtype=np.uint8)  # noise on white
+    picture[30:] = [10, 200, 30]
+    stream = dataset.PngStream(23, 37, compress_level=1)
+    for top, bottom in ((0, 1), (1, 12), (12, 36), (36, 37)):  # uneven bands, one of one row
+        stream.add(picture[top:bottom])
+    (tmp_path / "p.png").write_bytes(stream.finish())
+    with Image.open(tmp_path / "p.png") as decoded:
+        assert decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), picture)
+
+
+def test_png_stream_refuses_a_wrong_number_of_rows():
+    stream = dataset.PngStream(4, 3)
+    stream.add(np.zeros((2, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="3 rows given 2"):
+        stream.finish()
+    with pytest.raises(ValueError, match="3 rows given 4"):
+        stream.add(np.zeros((2, 4, 3), np.uint8))

@@ -13,6 +13,7 @@ from ailusion import hookimpl
 from ailusion.errors import ConfigError
 from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
+from .embeddings import PromptEmbeddings
 from .settings import check_config
 
 
@@ -65,6 +66,7 @@ class StableDiffusionGenerator:
         apply_switches(pipe, c, device)
         pipe.set_progress_bar_config(disable=not c.show_step_progress)
         self.pipe = pipe
+        self.embeddings = PromptEmbeddings(pipe)
         self.info = {
             "model": c.model,
             "scheduler": c.scheduler or type(pipe.scheduler).__name__,
@@ -80,11 +82,11 @@ class StableDiffusionGenerator:
         import torch
 
         c = self.config
-        negatives = [r.negative_prompt for r in requests]
         output = self.pipe(
-            prompt=[r.prompt for r in requests],
-            # None, not "", when no image has one: SDXL then uses zeros, as diffusers does alone
-            negative_prompt=None if set(negatives) == {None} else [n or "" for n in negatives],
+            **self.embeddings.arguments(
+                [r.prompt for r in requests], [r.negative_prompt for r in requests],
+                c.guidance_scale,
+            ),
             generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
             num_inference_steps=c.num_inference_steps,
             guidance_scale=c.guidance_scale,
