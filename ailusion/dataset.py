@@ -76,9 +76,9 @@ class PngStream:
 
     _UP = 2  # PNG filter type
 
-    def __init__(self, width: int, height: int, compress_level: int = 1):
+    def __init__(self, width: int, height: int, compress_level: int = 1, strategy: str = "rle"):
         self.width, self.height, self.rows = width, height, 0
-        self._zlib = zlib.compressobj(compress_level)
+        self._zlib = zlib.compressobj(compress_level, strategy=PNG_STRATEGIES[strategy])
         self._above = None
         header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
         self._parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header)]
@@ -116,8 +116,17 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | None = None) -> None:
-    """Write ``image`` as a PNG atomically, with ``text`` as PNG text chunks."""
+#: zlib's compression strategies by their config names (``png_strategy``).
+PNG_STRATEGIES = {
+    "default": zlib.Z_DEFAULT_STRATEGY, "filtered": zlib.Z_FILTERED,
+    "huffman_only": zlib.Z_HUFFMAN_ONLY, "rle": zlib.Z_RLE, "fixed": zlib.Z_FIXED,
+}
+
+
+def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | None = None,
+             strategy: str = "rle") -> None:
+    """Write ``image`` as a PNG atomically, with ``text`` as PNG text chunks; ``strategy`` is one
+    of :data:`PNG_STRATEGIES`."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -126,7 +135,8 @@ def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | 
             info.add_text(key, value if isinstance(value, str) else json.dumps(value))
     try:
         with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG", compress_level=compress_level, pnginfo=info)
+            image.save(tmp, format="PNG", compress_level=compress_level, pnginfo=info,
+                       compress_type=PNG_STRATEGIES[strategy])
     except OSError as exc:
         raise AilusionError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 

@@ -28,10 +28,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Outputs:
     """Everything a run writes into its run dir."""
 
-    def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6):
+    def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6,
+                 strategy: str = "rle"):
         self.run_dir, self.total = Path(run_dir), total
         self.preprocessor, self.labels = preprocessor, list(model.labels)
-        self.compress_level = compress_level
+        self.compress_level, self.strategy = compress_level, strategy
         self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
         self.rows: dict[int, dict] = {}
         self.order: list[int] = []  # image index of each row of the arrays
@@ -93,13 +94,13 @@ class Outputs:
                 text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
                 futures.append(self._submit(
                     dataset.save_png, generated.image, self.run_dir / row["file_name"],
-                    self.compress_level, text,
+                    self.compress_level, text, self.strategy,
                 ))
             view = self.preprocessor.to_image(arrays[i])
             if previous is None:
                 futures.append(self._submit(
                     dataset.save_png, view, self.run_dir / row["preprocessed_file_name"],
-                    self.compress_level,
+                    self.compress_level, None, self.strategy,
                 ))
             self.sheets.add(row, images[i], view)
             self.rows[request.index] = row

@@ -60,6 +60,9 @@ def check_config(config: DictConfig) -> None:
         raise ConfigError(
             "png_compress_level", f"must be in [0, 9], got {config.png_compress_level}"
         )
+    if config.png_strategy not in dataset.PNG_STRATEGIES:
+        raise ConfigError("png_strategy", f"must be one of {', '.join(dataset.PNG_STRATEGIES)}, "
+                          f"got {config.png_strategy!r}")
     _batch_size(config)
 
 
@@ -119,7 +122,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
-    outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level)
+    outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level,
+                      config.png_strategy)
     if hasattr(model, "save"):
         outputs.write(model.save, run_dir)
     consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))

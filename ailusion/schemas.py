@@ -24,6 +24,7 @@ class AilusionConfig:
     num_shards: int = 1
     gpu_per_job: bool = False
     png_compress_level: int = 6
+    png_strategy: str = "rle"
     progress: bool = True
 
 

@@ -142,6 +142,25 @@ def test_other_pipelines_get_the_text():
     assert other.arguments(["a", "b"], [None, "dark"], 7.5)["negative_prompt"] == ["", "dark"]
 
 
+@pytest.mark.parametrize("offload, inference", [(False, True), (True, False)])
+def test_pipeline_runs_in_inference_mode_unless_offloading(tmp_path, offload, inference):
+    import torch
+
+    from ailusion.plugins.stable_diffusion.embeddings import PromptEmbeddings
+
+    class Pipe:  # records the mode it is called in
+        def __call__(self, **kwargs):
+            self.mode = torch.is_inference_mode_enabled()
+            return type("Output", (), {"images": np.zeros((1, 8, 8, 3))})()
+
+    generator = make_generator(tmp_path)
+    generator.pipe = Pipe()
+    generator.embeddings = PromptEmbeddings(generator.pipe)
+    generator.config.cpu_offload = offload
+    generator.render(requests(1))
+    assert generator.pipe.mode is inference
+
+
 def test_generate_batches_yield_in_order_with_provenance(tiny):
     tiny.config.batch_size = 4
     try:

@@ -202,3 +202,34 @@ def test_png_stream_refuses_a_wrong_number_of_rows():
         stream.finish()
     with pytest.raises(ValueError, match="3 rows given 4"):
         stream.add(np.zeros((2, 4, 3), np.uint8))
+
+
+def test_png_strategies_are_lossless_and_reach_zlib(tmp_path):
+    import io
+    import zlib
+
+    image = Image.effect_mandelbrot((64, 48), (-2.0, -1.25, 0.75, 1.25), 50).convert("RGB")
+    for strategy in dataset.PNG_STRATEGIES:
+        path = tmp_path / f"{strategy}.png"
+        dataset.save_png(image, path, 6, strategy=strategy)
+        with Image.open(path) as decoded:
+            assert np.array_equal(np.asarray(decoded), np.asarray(image))
+    expected = io.BytesIO()
+    image.save(expected, "PNG", compress_level=6, compress_type=zlib.Z_RLE)
+    assert (tmp_path / "rle.png").read_bytes() == expected.getvalue()
+    assert (tmp_path / "rle.png").read_bytes() != (tmp_path / "default.png").read_bytes()
+
+
+@pytest.mark.parametrize("strategy", ["default", "huffman_only"])
+def test_a_run_writes_its_pngs_with_the_configured_strategy(tmp_path, strategy):
+    import io
+    import zlib
+
+    run_fast(tmp_path / "run", "prompts=[a]", f"png_strategy={strategy}", "png_compress_level=3")
+    path = tmp_path / "run" / dataset.preprocessed_name(1)
+    with Image.open(path) as saved:
+        expected = io.BytesIO()
+        saved.convert("RGB").save(expected, "PNG", compress_level=3,
+                                  compress_type=dataset.PNG_STRATEGIES[strategy])
+    assert path.read_bytes() == expected.getvalue()
+    assert dataset.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY

@@ -82,18 +82,21 @@ class StableDiffusionGenerator:
         import torch
 
         c = self.config
-        output = self.pipe(
-            **self.embeddings.arguments(
-                [r.prompt for r in requests], [r.negative_prompt for r in requests],
-                c.guidance_scale,
-            ),
-            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
-            num_inference_steps=c.num_inference_steps,
-            guidance_scale=c.guidance_scale,
-            height=c.height,
-            width=c.width,
-            output_type="np",
-        )
+        # Inference mode (a few % faster than the no_grad diffusers uses, same images); not with
+        # CPU offload, whose hooks move the weights during the call and must not mark them.
+        with torch.inference_mode(not c.cpu_offload):
+            output = self.pipe(
+                **self.embeddings.arguments(
+                    [r.prompt for r in requests], [r.negative_prompt for r in requests],
+                    c.guidance_scale,
+                ),
+                generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
+                num_inference_steps=c.num_inference_steps,
+                guidance_scale=c.guidance_scale,
+                height=c.height,
+                width=c.width,
+                output_type="np",
+            )
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(requests)
         return output.images, nsfw
 
