@@ -56,6 +56,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+#: zlib's compression strategies by their config names (``png_strategy``).
+PNG_STRATEGIES = {
+    "default": zlib.Z_DEFAULT_STRATEGY, "filtered": zlib.Z_FILTERED,
+    "huffman_only": zlib.Z_HUFFMAN_ONLY, "rle": zlib.Z_RLE, "fixed": zlib.Z_FIXED,
+}
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     try:
@@ -114,13 +121,6 @@ class PngStream:
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-#: zlib's compression strategies by their config names (``png_strategy``).
-PNG_STRATEGIES = {
-    "default": zlib.Z_DEFAULT_STRATEGY, "filtered": zlib.Z_FILTERED,
-    "huffman_only": zlib.Z_HUFFMAN_ONLY, "rle": zlib.Z_RLE, "fixed": zlib.Z_FIXED,
-}
 
 
 def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | None = None,

@@ -20,6 +20,7 @@ from .dataset import atomic_path
 from .report import ContactSheets
 from .streaming import yield_to_generation
 
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)

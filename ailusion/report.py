@@ -93,27 +93,28 @@ class ContactSheets:
         self.left_out = total - self.shown
         self.count = 0
         self._sheet = self._draw = self._png = None
+        self._font = None
+        self._prompt_lines: dict[str, str] = {}  # a run repeats its prompts: fit each once
 
     def add(self, row: dict, generated, preprocessed) -> None:
         """Paste one image's cell; ``generated``/``preprocessed`` are images, or None."""
-        from PIL import ImageFont
-
         if self.count >= self.shown:
             return
         page, n = divmod(self.count, self.per_sheet)
         if n == 0:
             self._new_sheet(page)
-        font = ImageFont.load_default()
+        font = self._font
         columns = self._columns(page)
         x, y = (n % columns) * _CELL_W, _HEADER + (n // columns) * _CELL_H
         for k, image in enumerate((generated, preprocessed)):
             _paste_thumbnail(self._sheet, image, (x + _PAD + k * (THUMB + _PAD), y + _PAD))
         text_y, draw = y + THUMB + 2 * _PAD, self._draw
-        draw.text((x + _PAD, text_y), _fit(draw, font, _caption(row), _CELL_W - 2 * _PAD),
+        draw.text((x + _PAD, text_y), _fit(font, _caption(row), _CELL_W - 2 * _PAD),
                   fill="red" if row.get("flagged") else "black", font=font)
-        draw.text((x + _PAD, text_y + _LINE),
-                  _fit(draw, font, str(row.get("prompt") or row.get("source") or ""),
-                       _CELL_W - 2 * _PAD), fill="gray", font=font)
+        prompt = str(row.get("prompt") or row.get("source") or "")
+        if prompt not in self._prompt_lines:
+            self._prompt_lines[prompt] = _fit(font, prompt, _CELL_W - 2 * _PAD)
+        draw.text((x + _PAD, text_y + _LINE), self._prompt_lines[prompt], fill="gray", font=font)
         self.count += 1
         if self.count == self.shown or n == self.per_sheet - 1:
             self._finish_sheet(page)
@@ -149,7 +150,7 @@ class ContactSheets:
 
         from .dataset import PngStream
 
-        font = ImageFont.load_default()
+        font = self._font = self._font or ImageFont.load_default()
         last = page == len(self.names) - 1
         left_out = self.left_out if last else 0
         lines = max(1, math.ceil(max(self._on_page(page), 1) / self._columns(page)))
@@ -186,10 +187,16 @@ def _caption(row: dict) -> str:
     return f"#{row.get('index')}: {prediction}{flagged}"
 
 
-def _fit(draw, font, text: str, width: int) -> str:
-    """``text``, cut with an ellipsis to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
+def _fit(font, text: str, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels: the longest prefix that fits,
+    found by bisection (prompts run to hundreds of characters)."""
+    if font.getlength(text) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+    fits, longest = 0, len(text) - 1  # text[:fits] + "…" fits; longer than ``longest`` does not
+    while fits < longest:
+        middle = (fits + longest + 1) // 2
+        if font.getlength(text[:middle] + "…") <= width:
+            fits = middle
+        else:
+            longest = middle - 1
+    return text[:fits] + "…"

@@ -233,3 +233,23 @@ def test_a_run_writes_its_pngs_with_the_configured_strategy(tmp_path, strategy):
                                   compress_type=dataset.PNG_STRATEGIES[strategy])
     assert path.read_bytes() == expected.getvalue()
     assert dataset.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY
+
+
+class CountingFont:
+    """A font whose characters are 6 pixels wide (the ellipsis too), counting its measurements."""
+
+    calls = 0
+
+    def getlength(self, text):
+        self.calls += 1
+        return 6 * len(text)
+
+
+def test_long_prompts_are_cut_to_the_longest_prefix_that_fits_in_few_measurements():
+    font = CountingFont()
+    assert report._fit(font, "short", 60) == "short"
+    font.calls = 0
+    fitted = report._fit(font, "x" * 500, 60)
+    assert fitted == "x" * 9 + "…"  # 10 characters of 6 pixels: exactly 60
+    assert font.calls <= 12  # bisection, not one measurement per character cut
+    assert report._fit(font, "ab", 6) == "…"
