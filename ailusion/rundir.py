@@ -21,8 +21,9 @@ from .errors import AilusionError
 
 LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
-#: Config keys that change how a run reports or where it runs, not which images it makes.
-IGNORED_KEYS = ("hydra", "progress", "gpu_per_job")
+#: Config keys that change how a run reports, where it runs or how its PNGs are compressed, not
+#: which images (pixels, arrays, predictions) it makes: a run may be resumed with other values.
+IGNORED_KEYS = ("hydra", "progress", "gpu_per_job", "png_compress_level", "png_strategy")
 
 
 def fingerprint(config, requests) -> dict:
@@ -89,7 +90,9 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
         return
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        for key in IGNORED_KEYS:  # a record may predate a key's being ignored
+            previous.get("config", {}).pop(key, None)
+    except (OSError, ValueError, AttributeError):
         previous = {}
     if previous != record:
         raise AilusionError(

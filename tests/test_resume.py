@@ -131,6 +131,24 @@ def test_gpu_per_job_does_not_count_as_another_config(tmp_path):
     assert result.summary["skipped"] == 5
 
 
+def test_png_settings_do_not_count_as_another_config(tmp_path):
+    # They change how the files are compressed, not the pixels: a run may finish with faster ones.
+    run_fast(tmp_path / "run")
+    result = run_fast(tmp_path / "run", "png_strategy=default", "png_compress_level=1")
+    assert result.summary["skipped"] == 5
+
+
+def test_a_record_that_lists_png_settings_still_resumes(tmp_path):
+    import json
+
+    run_fast(tmp_path / "run")
+    path = tmp_path / "run" / rundir.RUN_FILE
+    record = json.loads(path.read_text())
+    record["config"].update(png_compress_level=6)  # as runs recorded before it was ignored
+    path.write_text(json.dumps(record))
+    assert run_fast(tmp_path / "run").summary["skipped"] == 5
+
+
 # --- the CLI, killed with SIGKILL at different points --------------------------------------------
 
 PROMPTS = "[" + ",".join(f"prompt {i}" for i in range(40)) + "]"
