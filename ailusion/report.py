@@ -12,8 +12,6 @@ THUMB = 96  # side of each thumbnail, in pixels
 COLUMNS = 6  # images per line of a sheet
 PER_SHEET = 48  # images per sheet: 6 × 8 cells, about 1.2k × 1.1k pixels
 MAX_SHEETS = 10  # a big run shows its first PER_SHEET × MAX_SHEETS images
-#: zlib level of the sheets: a picture to look at, finished as a run ends, so speed counts.
-SHEET_COMPRESS_LEVEL = 1
 _PAD, _LINE = 4, 12
 _CELL_W, _CELL_H = 2 * THUMB + 3 * _PAD, THUMB + 2 * _PAD + 2 * _LINE
 _HEADER = _LINE + 2 * _PAD
@@ -157,7 +155,7 @@ class ContactSheets:
         size = (self._columns(page) * _CELL_W, _HEADER * (2 if left_out else 1) + lines * _CELL_H)
         self._sheet = Image.new("RGB", size, "white")
         self._draw = ImageDraw.Draw(self._sheet)
-        self._png = PngStream(*size, SHEET_COMPRESS_LEVEL)
+        self._png = PngStream(*size)
         self._draw.text((_PAD, _PAD), "generated | preprocessed | top prediction", fill="gray",
                         font=font)
         if left_out:

@@ -36,11 +36,19 @@ def fingerprint(config, requests) -> dict:
     except OmegaConfBaseException as exc:
         message = str(exc).splitlines()[0]
         raise AilusionError(f"{getattr(exc, 'full_key', None) or 'config'}: {message}") from None
-    for key in IGNORED_KEYS:
-        values.pop(key, None)
     planned = [[r.index, r.prompt, r.negative_prompt, r.seed, r.source] for r in requests]
     digest = hashlib.sha256(json.dumps(planned).encode("utf-8")).hexdigest()
-    return json.loads(json.dumps({"config": values, "requests_sha256": digest}, sort_keys=True))
+    return _comparable(
+        json.loads(json.dumps({"config": values, "requests_sha256": digest}, sort_keys=True))
+    )
+
+
+def _comparable(record: dict) -> dict:
+    """``record`` without the :data:`IGNORED_KEYS` of its config (a stored record may predate a
+    key's being ignored)."""
+    for key in IGNORED_KEYS:
+        record["config"].pop(key, None)
+    return record
 
 
 @contextmanager
@@ -89,10 +97,8 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
             )
         return
     try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        for key in IGNORED_KEYS:  # a record may predate a key's being ignored
-            previous.get("config", {}).pop(key, None)
-    except (OSError, ValueError, AttributeError):
+        previous = _comparable(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         previous = {}
     if previous != record:
         raise AilusionError(

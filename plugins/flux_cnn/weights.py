@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ailusion.dataset import atomic_path
+from ailusion.dataset import write_bytes
 from ailusion.errors import ConfigError
 
 FILE_NAME = "model_weights.safetensors"
@@ -103,8 +103,7 @@ def save(path: Path, tensors: dict[str, np.ndarray], arch: Architecture, input_s
     metadata["layout"] = "flux"
     metadata["input_shape"] = ",".join(str(n) for n in input_shape)
     data = save({name: np.ascontiguousarray(tensors[name]) for name in TENSORS}, metadata)
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_bytes(_sorted_header(data))
+    write_bytes(Path(path), _sorted_header(data))
 
 
 def _sorted_header(data: bytes) -> bytes:
