@@ -116,3 +116,46 @@ class Model(Protocol):
     # Optional: ``save(run_dir)`` writes what reproduces the model (its weights) into the run
     # dir. The pipeline calls it once every stage is set up and the run starts writing, so a run
     # that fails to start leaves nothing behind.
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a model is to be trained (``conf/train/default.yaml``): Adam with learning rate ``lr``,
+    ``betas``, ``eps``, and L2 ``weight_decay`` added to the gradient (torch's ``Adam`` and
+    Optimisers.jl's ``OptimiserChain(WeightDecay(λ), Adam(η, β, ϵ))``), on a softmax
+    cross-entropy loss (the batch mean) over ``num_classes`` outputs."""
+
+    num_classes: int
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    threads: int | None = None  # intra-op threads (torch), or None to leave them as they are
+
+
+@runtime_checkable
+class TrainableModel(Model, Protocol):
+    """A :class:`Model` that ``ailusion train`` can train. ``ailusion.training`` decides the
+    batches and their order and hands each to ``train_step``; the model owns its weights and
+    optimiser. A model without ``train_step`` is refused in one line before training starts.
+
+    Call order: ``setup(input_shape)``, ``train_setup(settings)``, then any number of
+    ``train_step`` and ``forward`` calls; ``train_state``/``load_train_state`` at epoch ends
+    (to resume a killed run); ``save(run_dir)`` writes the trained weights, ``labels`` being the
+    class names.
+    """
+
+    def train_setup(self, settings: TrainSettings) -> None:
+        """Create the optimiser for the weights ``setup`` made (raise ``AilusionError`` with one
+        line when this model cannot train as configured)."""
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """One optimiser step on a (N, C, H, W) float32 batch ``x`` with (N,) int64 class ids
+        ``y``; return the batch's mean loss and its (N, num_classes) logits, both from the
+        forward pass the gradient was taken from (before the update)."""
+
+    def train_state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly (weights and optimiser state), as arrays."""
+
+    def load_train_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from what ``train_state`` returned (the same model, config and backend)."""

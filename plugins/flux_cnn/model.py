@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,15 @@ class FluxCNN:
             if config.labels
             else [str(i) for i in range(config.num_outputs)]
         )
+        # Trained weights name their classes: those are the outputs (and labels) unless the
+        # config names its own labels.
+        classes = weights.saved_classes(config.weights) if config.weights else None
+        if classes and not config.labels:
+            self.arch = replace(self.arch, num_outputs=len(classes))
+            self.labels = classes
+        self._named = bool(config.labels or classes)  # class names, saved with the weights
         self.backend = None
+        self._trainer = None
 
     def setup(self, input_shape: tuple[int, int, int]) -> None:
         """Draw or load the weights for (C, H, W) inputs and start the backend."""
@@ -104,8 +113,37 @@ class FluxCNN:
         self._tensors, self._input_shape = tensors, input_shape
 
     def save(self, run_dir: Path) -> None:
-        """Write the weights this run uses to ``run_dir/model_weights.safetensors``."""
-        weights.save(Path(run_dir) / weights.FILE_NAME, self._tensors, self.arch, self._input_shape)
+        """Write the weights this run uses (once trained, the trained ones) to
+        ``run_dir/model_weights.safetensors``, with the class names when the outputs have any."""
+        tensors = self._trainer.weights() if self._trainer is not None else self._tensors
+        weights.save(
+            Path(run_dir) / weights.FILE_NAME, tensors, self.arch, self._input_shape,
+            classes=self.labels if self._named else None,
+        )
+
+    # Training (the contract of ailusion.stages.TrainableModel): both backends train, with the
+    # same loss and Adam, on the batches ailusion.training hands them.
+
+    def train_setup(self, settings) -> None:
+        """Start Adam over the weights ``setup`` made, on the backend ``setup`` chose."""
+        if settings.num_classes != self.arch.num_outputs:
+            raise ConfigError(
+                "model.num_outputs",
+                f"is {self.arch.num_outputs}, but the data has {settings.num_classes} classes",
+            )
+        self._trainer = self.backend.trainer(settings)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """One Adam step; the batch's mean loss and logits before it."""
+        return self._trainer.step(x, y)
+
+    def train_state(self) -> dict[str, np.ndarray]:
+        """Weights and Adam's state, to resume from."""
+        return self._trainer.state()
+
+    def load_train_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from :meth:`train_state`'s arrays."""
+        self._trainer.load_state(state)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """(N, num_outputs) logits for a (N, C, H, W) float32 batch, in one call."""

@@ -23,6 +23,19 @@ def torch_kernel(flux_weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flux_weight[::-1, ::-1].transpose(3, 2, 1, 0))
 
 
+def torch_layout(array: np.ndarray) -> np.ndarray:
+    """A Flux-layout tensor in PyTorch's layout: convolution kernels (4-D) flipped and
+    transposed (:func:`torch_kernel`); vectors and ``Dense`` matrices ``(out, in)`` as they are."""
+    return torch_kernel(array) if array.ndim == 4 else np.ascontiguousarray(array)
+
+
+def flux_layout(array: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`torch_layout`: a PyTorch-layout tensor in Flux's layout."""
+    if array.ndim == 4:
+        return np.ascontiguousarray(array.transpose(3, 2, 1, 0)[::-1, ::-1])
+    return np.ascontiguousarray(array)
+
+
 def torch_device(device: str) -> str:
     """``cuda`` or ``cpu`` for ``model.device`` (auto, cpu or cuda); CUDA only where it works."""
     import torch
@@ -46,11 +59,39 @@ class TorchBackend:
 
         self.arch = arch
         self.device = torch_device(device)
-        to = dict(device=self.device, dtype=torch.float32)
-        self.kernel = torch.as_tensor(torch_kernel(tensors["conv.weight"]), **to)
-        self.conv_bias = torch.as_tensor(tensors["conv.bias"], **to)
-        self.dense_weight = torch.as_tensor(tensors["dense.weight"], **to)  # (out, in) as in Flux
-        self.dense_bias = torch.as_tensor(tensors["dense.bias"], **to)
+
+        def own(array):  # a copy: training updates the weights in place
+            return torch.tensor(np.asarray(array, np.float32), device=self.device)
+
+        self.kernel = own(torch_kernel(tensors["conv.weight"]))
+        self.conv_bias = own(tensors["conv.bias"])
+        self.dense_weight = own(tensors["dense.weight"])  # (out, in) as in Flux
+        self.dense_bias = own(tensors["dense.bias"])
+
+    def parameters(self) -> dict:
+        """The weights as torch tensors (PyTorch layout), by their Flux names."""
+        return {
+            "conv.weight": self.kernel, "conv.bias": self.conv_bias,
+            "dense.weight": self.dense_weight, "dense.bias": self.dense_bias,
+        }
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The current weights in Flux layout (after training, the trained ones)."""
+        return {n: flux_layout(t.detach().cpu().numpy()) for n, t in self.parameters().items()}
+
+    def logits(self, x):
+        """(N, outputs) logits of a (N, C, H, W) tensor, differentiable (training's forward)."""
+        import torch.nn.functional as F
+
+        maps = self._feature_maps(x)
+        # reshape, not view: channels-last maps are not contiguous in NCHW order.
+        return F.linear(maps.reshape(len(x), -1), self.dense_weight, self.dense_bias)
+
+    def trainer(self, settings):
+        """An Adam trainer over these weights (:class:`.torch_training.TorchTrainer`)."""
+        from .torch_training import TorchTrainer
+
+        return TorchTrainer(self, settings)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """(N, outputs) logits for a (N, C, H, W) float32 batch."""

@@ -95,13 +95,19 @@ def glorot_init(
     }
 
 
-def save(path: Path, tensors: dict[str, np.ndarray], arch: Architecture, input_shape) -> None:
-    """Write ``tensors`` atomically, with the architecture and input shape as metadata."""
+def save(
+    path: Path, tensors: dict[str, np.ndarray], arch: Architecture, input_shape,
+    classes: list[str] | None = None,
+) -> None:
+    """Write ``tensors`` atomically, with the architecture and input shape as metadata, and
+    ``classes`` (one name per output, as a JSON list) for trained weights."""
     from safetensors.numpy import save
 
     metadata = {k: "none" if v is None else str(v) for k, v in asdict(arch).items()}
     metadata["layout"] = "flux"
     metadata["input_shape"] = ",".join(str(n) for n in input_shape)
+    if classes is not None:
+        metadata["classes"] = json.dumps([str(c) for c in classes])
     data = save({name: np.ascontiguousarray(tensors[name]) for name in TENSORS}, metadata)
     write_bytes(Path(path), _sorted_header(data))
 
@@ -114,6 +120,27 @@ def _sorted_header(data: bytes) -> bytes:
     header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":"))
     header += " " * (-len(header) % 8)  # safetensors keeps the data 8-byte aligned
     return len(header).to_bytes(8, "little") + header.encode() + data[8 + size:]
+
+
+def saved_classes(path: str | Path) -> list[str] | None:
+    """The class names a weights file records (trained weights), or None; ConfigError for a
+    file that cannot be read or whose ``classes`` are not a list of names."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            text = (f.metadata() or {}).get("classes")
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError("model.weights", f"cannot read {path} as safetensors: {exc}") from None
+    if text is None:
+        return None
+    try:
+        classes = json.loads(text)
+    except ValueError:
+        classes = None
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ConfigError("model.weights", f"{path}: its 'classes' metadata is not a list of names")
+    return classes
 
 
 def load(
