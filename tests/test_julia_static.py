@@ -36,6 +36,7 @@ BUILD_LITTER = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "out
 def test_the_julia_package_has_its_source_and_tests():
     assert [p.relative_to(PACKAGE).as_posix() for p in JULIA_FILES] == [
         "src/AilusionFlux.jl",
+        "src/training.jl",
         "test/runtests.jl",
     ]
 
@@ -112,7 +113,8 @@ def test_runtests_reads_the_fixtures_the_python_tests_use():
     source = (PACKAGE / "test" / "runtests.jl").read_text()
     assert '"..", "..", "..", "tests", "fixtures"' in source
     fixtures = (PACKAGE / "test" / ".." / ".." / ".." / "tests" / "fixtures").resolve()
-    for name in ("flux_cnn_input.npy", "flux_cnn_weights.safetensors", "flux_cnn_logits.npy"):
+    for name in ("flux_cnn_input.npy", "flux_cnn_weights.safetensors", "flux_cnn_logits.npy",
+                 "flux_cnn_train_step.safetensors"):
         assert name in source and (fixtures / name).is_file()
 
 

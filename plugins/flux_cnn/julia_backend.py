@@ -79,6 +79,12 @@ class JuliaBackend:
         batch = np.ascontiguousarray(batch, dtype=np.float32)  # no copy for a float32 batch
         return call(self._julia, "run", self._forward, batch)
 
+    def trainer(self, settings):
+        """An Adam trainer over this chain (:class:`.julia_training.JuliaTrainer`)."""
+        from .julia_training import JuliaTrainer
+
+        return JuliaTrainer(self, settings)
+
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         logits = self.flux.forward(self.model, whcn_view(batch))  # (outputs, N), as Flux gives it
         return np.ascontiguousarray(logits.to_numpy().T)

@@ -3,17 +3,19 @@
 
 The ailusion model in Flux: `Chain(Conv, [pooling], flatten, Dense)` built from weight arrays
 given in Flux's own layout, run on WHCN `Float32` batches on the CPU or, when asked and CUDA is
-functional, on the GPU.
+functional, on the GPU, and trained with Optimisers.jl's `Adam` (`train_setup`, `train_step!`).
 
 GPU support needs `CUDA` and `cuDNN` loaded beside Flux (`using CUDA, cuDNN`); this package does
 not depend on them, so CPU users never download them.
 """
 module AilusionFlux
 
-using Flux: Chain, Conv, Dense, MaxPool, MeanPool, cpu_device, gpu_device, relu, sigmoid
+using Flux: Flux, Adam, Chain, Conv, Dense, MaxPool, MeanPool, OptimiserChain, WeightDecay,
+    cpu_device, gpu_device, logitcrossentropy, onehotbatch, relu, sigmoid
 using MLUtils: MLUtils
 
 export build_model, device_name, forward
+export load_train_state!, model_weights, train_setup, train_state, train_step!
 
 const ACTIVATIONS = Dict{String, Function}(
     "identity" => identity, "relu" => relu, "sigmoid" => sigmoid, "tanh" => tanh
@@ -102,5 +104,7 @@ function as_dense(x::AbstractArray{T}) where {T}
 end
 
 column_major_strides(dims::Tuple) = Tuple(cumprod([1; collect(dims[1:(end - 1)])]))
+
+include("training.jl")
 
 end # module AilusionFlux

@@ -1,5 +1,6 @@
-# The Flux model against the fixture the Python tests share (tests/fixtures/, written by
-# tests/fixtures/make_fixtures.py): same input, same Flux-layout weights, same logits.
+# The Flux model against the fixtures the Python tests share (tests/fixtures/, written by
+# tests/fixtures/make_fixtures.py and make_train_fixture.py): same input, same Flux-layout
+# weights, same logits; the same weights after the same Adam steps.
 using AilusionFlux
 using NPZ: npzread
 using SafeTensors: SafeTensors
@@ -45,5 +46,66 @@ fixture(name) = joinpath(FIXTURES, name)
         @test size(logits) == reverse(size(expected))
         @test logits ≈ permutedims(expected) atol = 1.0f-4 rtol = 1.0f-4
         @test device_name(model) == "CPUDevice"
+    end
+
+    @testset "Adam steps match the twin's training-step fixture" begin
+        fixture_file = fixture("flux_cnn_train_step.safetensors")
+        arrays = SafeTensors.deserialize(fixture_file)
+        settings = arrays.metadata
+        tensor(name) = collect(arrays[name])
+        pooling = settings["pooling"] == "none" ? nothing : settings["pooling"]
+        model = build_model(
+            tensor("before.conv.weight"), tensor("before.conv.bias"),
+            tensor("before.dense.weight"), tensor("before.dense.bias");
+            activation = settings["activation"], stride = parse(Int, settings["stride"]),
+            pad = parse(Int, settings["pad"]), pooling = pooling,
+            pool_size = parse(Int, settings["pool_size"])
+        )
+        labels = tensor("labels")
+        num_classes = size(tensor("before.dense.bias"), 1)
+        trainer = train_setup(
+            model; lr = parse(Float64, settings["lr"]), beta1 = parse(Float64, settings["beta1"]),
+            beta2 = parse(Float64, settings["beta2"]), eps = parse(Float64, settings["eps"]),
+            num_classes = num_classes
+        )
+        x = permutedims(tensor("input"), (4, 3, 2, 1))  # NCHW to WHCN
+        losses = Float64[]
+        for _ in 1:parse(Int, settings["steps"])
+            loss, logits = train_step!(trainer, x, labels)
+            @test size(logits) == (num_classes, length(labels))
+            push!(losses, loss)
+        end
+        @test losses[end] < losses[1]
+        trained = model_weights(model)
+        for name in ("conv.weight", "conv.bias", "dense.weight", "dense.bias")
+            @test trained[name] ≈ tensor("after.$name") atol = 1.0f-5 rtol = 1.0f-4
+        end
+    end
+
+    @testset "train_state and load_train_state! continue exactly" begin
+        arrays = SafeTensors.deserialize(fixture("flux_cnn_train_step.safetensors"))
+        tensor(name) = collect(arrays[name])
+        make() = build_model(
+            tensor("before.conv.weight"), tensor("before.conv.bias"),
+            tensor("before.dense.weight"), tensor("before.dense.bias"); stride = 2, pad = 1,
+            pooling = "max"
+        )
+        x, labels = permutedims(tensor("input"), (4, 3, 2, 1)), tensor("labels")
+        options = (lr = 0.01, beta1 = 0.9, beta2 = 0.99, eps = 1.0e-7, weight_decay = 0.01)
+        straight = train_setup(make(); options..., num_classes = 3)
+        foreach(_ -> train_step!(straight, x, labels), 1:4)
+        first = train_setup(make(); options..., num_classes = 3)
+        foreach(_ -> train_step!(first, x, labels), 1:2)
+        state = train_state(first)
+        second = train_setup(make(); options..., num_classes = 3)
+        train_step!(second, x, labels)  # state to be overwritten
+        for name in ("conv.weight", "conv.bias", "dense.weight", "dense.bias")
+            load_train_state!(
+                second, name, state["weights.$name"], state["adam.m.$name"],
+                state["adam.v.$name"], state["adam.beta_t.$name"]
+            )
+        end
+        foreach(_ -> train_step!(second, x, labels), 1:2)
+        @test model_weights(second.model) == model_weights(straight.model)
     end
 end
