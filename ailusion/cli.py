@@ -19,7 +19,7 @@ def main() -> None:
     if sys.argv[1:2] == ["plugins"]:
         sys.exit(plugins_command(sys.argv[2:]))
     if sys.argv[1:2] == ["merge"]:
-        from .merge import merge_command
+        from .rundir.merge import merge_command
 
         sys.exit(merge_command(sys.argv[2:]))
     if helpcache.wants_help(sys.argv[1:]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .dataset import atomic_path
+from .rundir.files import atomic_path
 from .hookspecs import hookimpl
 
 # Carried in the job's config, so that jobs a launcher runs in other processes see it too.

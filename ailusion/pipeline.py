@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import dataset, rundir
 from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
+from .rundir import claim, files, manifest
+from .rundir.outputs import Outputs
 from .stages import StageContext
-from .outputs import Outputs
 from .streaming import Consumer
 
 
@@ -60,8 +60,8 @@ def check_config(config: DictConfig) -> None:
         raise ConfigError(
             "png_compress_level", f"must be in [0, 9], got {config.png_compress_level}"
         )
-    if config.png_strategy not in dataset.PNG_STRATEGIES:
-        raise ConfigError("png_strategy", f"must be one of {', '.join(dataset.PNG_STRATEGIES)}, "
+    if config.png_strategy not in files.PNG_STRATEGIES:
+        raise ConfigError("png_strategy", f"must be one of {', '.join(files.PNG_STRATEGIES)}, "
                           f"got {config.png_strategy!r}")
     _batch_size(config)
 
@@ -95,11 +95,11 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         # 2. Plan the images, keep this shard's, then hold the run dir while writing it
         requests = stages[0].plan(load_prompts(config))
         requests = shard_requests(requests, config.shard, config.num_shards)
-        record = rundir.fingerprint(config, requests)
-        with rundir.claim(run_dir, record):
+        record = claim.fingerprint(config, requests)
+        with claim.claim(run_dir, record):
             return _run(config, run_dir, pm, stages, requests, record, started)
     except BaseException:
-        rundir.discard_if_unused(run_dir)
+        claim.discard_if_unused(run_dir)
         raise
 
 
@@ -108,17 +108,17 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
 
     # 3. Find the images a previous run completed; load the models, the model first so juliacall
     #    can load before torch; only then write (a failure so far leaves the dir as it was)
-    previous = dataset.read_manifest(run_dir)
+    previous = manifest.read_manifest(run_dir)
     done = {
         r.index: previous[r.index]
         for r in requests
-        if r.index in previous and dataset.is_complete(run_dir, previous[r.index])
+        if r.index in previous and manifest.is_complete(run_dir, previous[r.index])
     }
     model.setup(preprocessor.output_shape)
     todo = [r for r in requests if r.index not in done]
     if todo:
         generator.setup()
-    rundir.start(run_dir, record, done)
+    claim.start(run_dir, record, done)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads

@@ -2,14 +2,12 @@
 
 :class:`Consumer` takes images from the generating thread through a bounded queue and runs the
 preprocessor and the model on batches, on its own thread, at a lower priority than generation;
-:class:`ailusion.outputs.Outputs` writes what comes out.
+:class:`ailusion.rundir.outputs.Outputs` writes what comes out.
 """
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 
 from typing import TYPE_CHECKING
@@ -17,30 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import AilusionError
+from .threads import yield_to_generation
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .outputs import Outputs
+    from .rundir.outputs import Outputs
 
 _STOP = object()
-#: How much lower than the generating thread the worker threads are scheduled (Linux nice).
-WORKER_NICENESS = 10
-
-
-def yield_to_generation() -> None:
-    """Schedule the calling worker thread below the generating thread.
-
-    Where generation runs on the CPU, the workers then take the cycles it leaves idle instead of
-    slowing it down; threads the worker starts (pools, OpenMP teams) inherit the priority. Linux
-    sets priorities per thread; elsewhere this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        niceness = min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
-        os.setpriority(os.PRIO_PROCESS, tid, niceness)
-    except OSError:
-        pass
 
 
 class Consumer:

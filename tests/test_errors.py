@@ -21,7 +21,7 @@ from fake_plugins import FAST, plugin_manager
 from test_lock import lock_in_other_process
 
 import ailusion
-from ailusion import dataset, rundir
+from ailusion.rundir import claim, files, manifest
 from ailusion.cli import error_line
 
 DOC = Path(__file__).parents[1] / "docs" / "errors.md"
@@ -50,7 +50,7 @@ def matches(line: str, message: str, run_dir: Path) -> bool:
 
 
 def leftovers(root: Path) -> list[str]:
-    return sorted(str(p) for p in root.rglob("*") if dataset.is_temporary(p.name))
+    return sorted(str(p) for p in root.rglob("*") if files.is_temporary(p.name))
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -192,6 +192,6 @@ def test_api_error(key, tmp_path, monkeypatch):
     if key == "plugin-factory-bug":  # found before any work: no run dir at all
         assert not run_dir.exists()
     if run_dir.exists():  # the dir is free, and every row of its manifest is complete
-        FileLock(str(run_dir / rundir.LOCK_FILE), timeout=0).acquire()
-        for row in dataset.read_manifest(run_dir).values():
-            assert dataset.is_complete(run_dir, row), row
+        FileLock(str(run_dir / claim.LOCK_FILE), timeout=0).acquire()
+        for row in manifest.read_manifest(run_dir).values():
+            assert manifest.is_complete(run_dir, row), row

@@ -13,7 +13,7 @@ from fake_plugins import FAST, plugin_manager
 from filelock import FileLock
 
 import ailusion
-from ailusion import rundir
+from ailusion.rundir import claim, manifest
 from ailusion.errors import AilusionError
 
 
@@ -26,7 +26,7 @@ def lock_in_other_process(run_dir):
     run_dir.mkdir(parents=True, exist_ok=True)
     code = (
         "import time; from filelock import FileLock; "
-        f"lock = FileLock({str(run_dir / rundir.LOCK_FILE)!r}); lock.acquire(); print('held', flush=True); "
+        f"lock = FileLock({str(run_dir / claim.LOCK_FILE)!r}); lock.acquire(); print('held', flush=True); "
         "time.sleep(120)"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -46,11 +46,11 @@ def test_second_run_on_a_dir_in_use_fails_at_once(tmp_path):
         holder.kill()
         holder.wait()
     assert str(caught.value) == (
-        f"{run_dir}: in use by another ailusion run (it holds {rundir.LOCK_FILE}); "
+        f"{run_dir}: in use by another ailusion run (it holds {claim.LOCK_FILE}); "
         "wait for it to finish or pick another hydra.run.dir"
     )
     # The other run's dir is left alone: nothing added, nothing removed.
-    assert sorted(p.name for p in run_dir.iterdir()) == [rundir.LOCK_FILE]
+    assert sorted(p.name for p in run_dir.iterdir()) == [claim.LOCK_FILE]
 
 
 def test_lock_of_a_killed_run_does_not_block(tmp_path):
@@ -58,7 +58,7 @@ def test_lock_of_a_killed_run_does_not_block(tmp_path):
     holder = lock_in_other_process(run_dir)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    assert (run_dir / rundir.LOCK_FILE).exists()  # the file stays; the flock went with the process
+    assert (run_dir / claim.LOCK_FILE).exists()  # the file stays; the flock went with the process
     assert run_fast(run_dir).summary["written"] == 3
 
 
@@ -70,21 +70,21 @@ def test_lock_is_held_during_the_run_and_released_after(tmp_path):
         @ailusion.hookimpl
         def run_start(self, run_dir):
             with pytest.raises(Exception):
-                FileLock(str(run_dir / rundir.LOCK_FILE), timeout=0).acquire()
+                FileLock(str(run_dir / claim.LOCK_FILE), timeout=0).acquire()
             seen.append("held")
 
     pm = plugin_manager()
     pm.register(Spy())
     ailusion.run([*FAST, "prompts=[a]"], run_dir=run_dir, pm=pm)
     assert seen == ["held"]
-    FileLock(str(run_dir / rundir.LOCK_FILE), timeout=0).acquire()
+    FileLock(str(run_dir / claim.LOCK_FILE), timeout=0).acquire()
 
 
 def test_lock_is_released_when_a_run_fails(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="the model broke"):
         run_fast(run_dir, "model.plugin=failing")
-    FileLock(str(run_dir / rundir.LOCK_FILE), timeout=0).acquire()
+    FileLock(str(run_dir / claim.LOCK_FILE), timeout=0).acquire()
 
 
 def test_concurrent_jobs_in_their_own_dirs_do_not_touch_each_other(tmp_path):
@@ -101,5 +101,5 @@ def test_concurrent_jobs_in_their_own_dirs_do_not_touch_each_other(tmp_path):
     ]
     assert [job.wait(timeout=300) for job in jobs] == [0, 0]
     for seed in (1, 2):
-        rows = ailusion.dataset.read_manifest(tmp_path / f"job{seed}")
+        rows = manifest.read_manifest(tmp_path / f"job{seed}")
         assert [rows[i]["seed"] for i in sorted(rows)] == [seed, seed + 1, seed + 2, seed + 3]

@@ -11,7 +11,8 @@ from fake_plugins import FAST, plugin_manager
 from PIL import Image
 
 import ailusion
-from ailusion import dataset, report
+from ailusion import report
+from ailusion.rundir import files, manifest, sheets
 
 
 def run_fast(run_dir, *overrides):
@@ -30,7 +31,7 @@ def tiny_run(tmp_path_factory, tiny_cache):
 
 
 def test_manifest_row_records_how_each_image_was_made(tiny_run):
-    rows = dataset.read_manifest(tiny_run.run_dir)
+    rows = manifest.read_manifest(tiny_run.run_dir)
     assert sorted(rows) == [1, 2, 3]
     row = rows[2]
     assert row["file_name"] == "generated_image_2.png"
@@ -76,7 +77,7 @@ def test_datasets_imagefolder_loads_the_run(tiny_run, tmp_path):
 
 def test_black_image_is_flagged_and_counted(tmp_path):
     result = run_fast(tmp_path / "run", "prompts=[a,black,c]")
-    rows = dataset.read_manifest(tmp_path / "run")
+    rows = manifest.read_manifest(tmp_path / "run")
     assert [rows[i]["flagged"] for i in (1, 2, 3)] == [None, "black", None]
     assert result.summary["flagged"] == 1
 
@@ -89,7 +90,7 @@ def test_nan_logits_are_flagged_and_the_manifest_stays_valid_json(tmp_path):
     def no_nan(token):
         raise AssertionError(f"{token} is not JSON")
 
-    for line in (tmp_path / "run" / dataset.MANIFEST).read_text().splitlines():
+    for line in (tmp_path / "run" / manifest.MANIFEST).read_text().splitlines():
         row = json.loads(line, parse_constant=no_nan)
         assert (row["flagged"], row["label"], row["probability"], row["logits"]) == (
             "nan", None, None, None)
@@ -107,7 +108,7 @@ def test_flagged_images_load_with_datasets(tmp_path):
 
 def test_manifest_is_sorted_one_row_per_image(tmp_path):
     run_fast(tmp_path / "run", "prompts=[a,b,c,d,e,f,g]", "model.batch_size=3")
-    lines = (tmp_path / "run" / dataset.MANIFEST).read_text().splitlines()
+    lines = (tmp_path / "run" / manifest.MANIFEST).read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
 
 
@@ -119,7 +120,7 @@ def test_save_png_failure_leaves_neither_file_nor_temporary(tmp_path):
 
     (tmp_path / "kept.png").write_bytes(b"previous")
     with pytest.raises(ailusion.errors.AilusionError, match="kept.png: cannot write: No space"):
-        dataset.save_png(Unsaveable(), tmp_path / "kept.png")
+        files.save_png(Unsaveable(), tmp_path / "kept.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.png"]
     assert (tmp_path / "kept.png").read_bytes() == b"previous"
 
@@ -129,42 +130,42 @@ def test_save_png_failure_leaves_neither_file_nor_temporary(tmp_path):
 
 def test_contact_sheet_shows_each_image_with_its_preprocessed_twin(tmp_path):
     run_fast(tmp_path / "run", "prompts=[a,black,c]")
-    with Image.open(tmp_path / "run" / report.CONTACT_SHEET) as sheet:
+    with Image.open(tmp_path / "run" / sheets.CONTACT_SHEET) as sheet:
         sheet = sheet.convert("RGB")
-    cell_w = 2 * report.THUMB + 3 * report._PAD
-    header = report._LINE + 2 * report._PAD
-    assert sheet.size == (3 * cell_w, header + report.THUMB + 2 * report._PAD + 2 * report._LINE)
-    middle = report.THUMB // 2 + report._PAD
+    cell_w = 2 * sheets.THUMB + 3 * sheets._PAD
+    header = sheets._LINE + 2 * sheets._PAD
+    assert sheet.size == (3 * cell_w, header + sheets.THUMB + 2 * sheets._PAD + 2 * sheets._LINE)
+    middle = sheets.THUMB // 2 + sheets._PAD
     # Cell 2 is the black image: both its thumbnails are black; cell 1's noise is not.
     assert sheet.getpixel((cell_w + middle, header + middle)) == (0, 0, 0)
-    assert sheet.getpixel((cell_w + report.THUMB + report._PAD + middle, header + middle)) == (0, 0, 0)
+    assert sheet.getpixel((cell_w + sheets.THUMB + sheets._PAD + middle, header + middle)) == (0, 0, 0)
     assert sheet.getpixel((middle, header + middle)) != (0, 0, 0)
     # The flagged caption is red.
-    caption = sheet.crop((cell_w, header + report.THUMB + 2 * report._PAD, 2 * cell_w, sheet.height))
+    caption = sheet.crop((cell_w, header + sheets.THUMB + 2 * sheets._PAD, 2 * cell_w, sheet.height))
     assert any(r > 150 and g < 100 and b < 100 for _, (r, g, b) in caption.getcolors(1 << 16))
 
 
 def test_contact_sheets_are_paginated_and_capped(tmp_path):
     rows = []
     for i in range(1, 8):
-        for name in (dataset.generated_name(i), dataset.preprocessed_name(i)):
+        for name in (manifest.generated_name(i), manifest.preprocessed_name(i)):
             Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(tmp_path / name)
-        rows.append({"index": i, "file_name": dataset.generated_name(i),
-                     "preprocessed_file_name": dataset.preprocessed_name(i),
+        rows.append({"index": i, "file_name": manifest.generated_name(i),
+                     "preprocessed_file_name": manifest.preprocessed_name(i),
                      "label": "0", "probability": 0.5, "prompt": f"p{i}"})
-    paths = report.write_contact_sheet(tmp_path, rows, per_sheet=3, max_sheets=2)
+    paths = sheets.write_contact_sheet(tmp_path, rows, per_sheet=3, max_sheets=2)
     assert [p.name for p in paths] == ["contact_sheet.png", "contact_sheet_2.png"]
     with Image.open(paths[0]) as first, Image.open(paths[1]) as last:
-        assert first.width == last.width == 3 * (2 * report.THUMB + 3 * report._PAD)
+        assert first.width == last.width == 3 * (2 * sheets.THUMB + 3 * sheets._PAD)
         # The last sheet has a footer line saying one image is left out.
-        assert last.height == first.height + report._LINE + 2 * report._PAD
+        assert last.height == first.height + sheets._LINE + 2 * sheets._PAD
     assert not (tmp_path / "contact_sheet_3.png").exists()
 
 
 def test_contact_sheet_size_is_bounded_whatever_the_run(tmp_path):
-    names = report.contact_sheet_names(100_000)
-    assert len(names) == report.MAX_SHEETS
-    assert report.contact_sheet_names(0) == ["contact_sheet.png"]
+    names = sheets.contact_sheet_names(100_000)
+    assert len(names) == sheets.MAX_SHEETS
+    assert sheets.contact_sheet_names(0) == ["contact_sheet.png"]
 
 
 def test_summary_line(tmp_path, capsys):
@@ -186,7 +187,7 @@ def test_png_stream_decodes_to_the_rows_it_was_given(tmp_path):
     picture = np.full((37, 23, 3), 255, np.uint8)
     picture[5:20, 3:15] = rng.integers(0, 256, (15, 12, 3), dtype=np.uint8)  # noise on white
     picture[30:] = [10, 200, 30]
-    stream = dataset.PngStream(23, 37, compress_level=1)
+    stream = files.PngStream(23, 37, compress_level=1)
     for top, bottom in ((0, 1), (1, 12), (12, 36), (36, 37)):  # uneven bands, one of one row
         stream.add(picture[top:bottom])
     (tmp_path / "p.png").write_bytes(stream.finish())
@@ -196,7 +197,7 @@ def test_png_stream_decodes_to_the_rows_it_was_given(tmp_path):
 
 
 def test_png_stream_refuses_a_wrong_number_of_rows():
-    stream = dataset.PngStream(4, 3)
+    stream = files.PngStream(4, 3)
     stream.add(np.zeros((2, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="3 rows given 2"):
         stream.finish()
@@ -209,9 +210,9 @@ def test_png_strategies_are_lossless_and_reach_zlib(tmp_path):
     import zlib
 
     image = Image.effect_mandelbrot((64, 48), (-2.0, -1.25, 0.75, 1.25), 50).convert("RGB")
-    for strategy in dataset.PNG_STRATEGIES:
+    for strategy in files.PNG_STRATEGIES:
         path = tmp_path / f"{strategy}.png"
-        dataset.save_png(image, path, 6, strategy=strategy)
+        files.save_png(image, path, 6, strategy=strategy)
         with Image.open(path) as decoded:
             assert np.array_equal(np.asarray(decoded), np.asarray(image))
     expected = io.BytesIO()
@@ -226,13 +227,13 @@ def test_a_run_writes_its_pngs_with_the_configured_strategy(tmp_path, strategy):
     import zlib
 
     run_fast(tmp_path / "run", "prompts=[a]", f"png_strategy={strategy}", "png_compress_level=3")
-    path = tmp_path / "run" / dataset.preprocessed_name(1)
+    path = tmp_path / "run" / manifest.preprocessed_name(1)
     with Image.open(path) as saved:
         expected = io.BytesIO()
         saved.convert("RGB").save(expected, "PNG", compress_level=3,
-                                  compress_type=dataset.PNG_STRATEGIES[strategy])
+                                  compress_type=files.PNG_STRATEGIES[strategy])
     assert path.read_bytes() == expected.getvalue()
-    assert dataset.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY
+    assert files.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY
 
 
 class CountingFont:
@@ -247,9 +248,9 @@ class CountingFont:
 
 def test_long_prompts_are_cut_to_the_longest_prefix_that_fits_in_few_measurements():
     font = CountingFont()
-    assert report._fit(font, "short", 60) == "short"
+    assert sheets._fit(font, "short", 60) == "short"
     font.calls = 0
-    fitted = report._fit(font, "x" * 500, 60)
+    fitted = sheets._fit(font, "x" * 500, 60)
     assert fitted == "x" * 9 + "…"  # 10 characters of 6 pixels: exactly 60
     assert font.calls <= 12  # bisection, not one measurement per character cut
-    assert report._fit(font, "ab", 6) == "…"
+    assert sheets._fit(font, "ab", 6) == "…"

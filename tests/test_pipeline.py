@@ -47,7 +47,7 @@ def test_grayscale_gives_one_channel(run_tiny):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
 def test_worker_threads_yield_to_the_generating_thread():
-    from ailusion.streaming import WORKER_NICENESS, yield_to_generation
+    from ailusion.threads import WORKER_NICENESS, yield_to_generation
 
     seen = {}
 

@@ -14,7 +14,7 @@ import pytest
 from fake_plugins import FAST, plugin_manager
 
 import ailusion
-from ailusion import dataset, rundir
+from ailusion.rundir import claim, files, manifest
 from ailusion.errors import AilusionError
 
 
@@ -26,7 +26,7 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
         if path.is_file()
         and ".hydra" not in path.parts
         and path.suffix != ".log"
-        and path.name != rundir.LOCK_FILE
+        and path.name != claim.LOCK_FILE
     }
 
 
@@ -72,8 +72,8 @@ def test_what_a_killed_run_leaves_is_cleaned_up(tmp_path):
     # A killed run's leftovers: a temporary PNG, a torn manifest line, no finished arrays.
     (run_dir / ".generated_image_5.png.x1y2.tmp").write_bytes(b"half a png")
     (run_dir / ".preprocessed.npy.tmp").write_bytes(b"half an array")
-    with open(run_dir / dataset.MANIFEST, "a", encoding="utf-8") as manifest:
-        manifest.write('{"file_name": "generated_ima')
+    with open(run_dir / manifest.MANIFEST, "a", encoding="utf-8") as out:
+        out.write('{"file_name": "generated_ima')
     for name in ("predictions.json", "predictions.npy", "contact_sheet.png"):
         (run_dir / name).unlink()
     run_fast(run_dir)
@@ -82,7 +82,7 @@ def test_what_a_killed_run_leaves_is_cleaned_up(tmp_path):
 
 def test_run_that_failed_part_way_resumes_to_the_same_files(tmp_path, monkeypatch):
     run_fast(tmp_path / "reference")
-    real_save, calls = dataset.save_png, []
+    real_save, calls = files.save_png, []
 
     def failing_save(image, path, *args, **kwargs):
         calls.append(path)
@@ -90,10 +90,10 @@ def test_run_that_failed_part_way_resumes_to_the_same_files(tmp_path, monkeypatc
             raise AilusionError(f"{path}: cannot write: No space left on device")
         real_save(image, path, *args, **kwargs)
 
-    monkeypatch.setattr(dataset, "save_png", failing_save)
+    monkeypatch.setattr(files, "save_png", failing_save)
     with pytest.raises(AilusionError, match="No space left on device"):
         run_fast(tmp_path / "run")
-    monkeypatch.setattr(dataset, "save_png", real_save)
+    monkeypatch.setattr(files, "save_png", real_save)
     result = run_fast(tmp_path / "run")
     assert 0 < result.summary["skipped"] < 5
     assert_same_files(tmp_path / "run", tmp_path / "reference")
@@ -142,7 +142,7 @@ def test_a_record_that_lists_png_settings_still_resumes(tmp_path):
     import json
 
     run_fast(tmp_path / "run")
-    path = tmp_path / "run" / rundir.RUN_FILE
+    path = tmp_path / "run" / claim.RUN_FILE
     record = json.loads(path.read_text())
     record["config"].update(png_compress_level=6)  # as runs recorded before it was ignored
     path.write_text(json.dumps(record))
@@ -165,7 +165,7 @@ def cli(run_dir: Path) -> list[str]:
 
 def manifest_lines(run_dir: Path) -> int:
     try:
-        return (run_dir / dataset.MANIFEST).read_bytes().count(b"\n")
+        return (run_dir / manifest.MANIFEST).read_bytes().count(b"\n")
     except FileNotFoundError:
         return 0
 
@@ -189,7 +189,7 @@ def test_cli_killed_three_times_resumes_to_an_identical_dir(tmp_path):
     subprocess.run(cli(reference), check=True, capture_output=True)
 
     # 1. Killed as soon as it starts writing, before its first image
-    kill_when(run_dir, lambda: (run_dir / rundir.RUN_FILE).exists(), tmp_path / "1.log")
+    kill_when(run_dir, lambda: (run_dir / claim.RUN_FILE).exists(), tmp_path / "1.log")
     # 2. Killed after a few images, and 3. after many more: mid-batch, mid-write, wherever
     kill_when(run_dir, lambda: manifest_lines(run_dir) >= 5, tmp_path / "2.log")
     assert 5 <= manifest_lines(run_dir) < 40
@@ -200,4 +200,4 @@ def test_cli_killed_three_times_resumes_to_an_identical_dir(tmp_path):
     written, skipped = map(int, re.search(r"(\d+) images written, (\d+) skipped", final.stdout).groups())
     assert written + skipped == 40 and skipped >= 21
     assert_same_files(run_dir, reference)
-    assert [p for p in os.listdir(run_dir) if dataset.is_temporary(p)] == []
+    assert [p for p in os.listdir(run_dir) if files.is_temporary(p)] == []

@@ -18,7 +18,7 @@ from PIL import Image
 import ailusion
 from ailusion import devices
 from ailusion.errors import AilusionError
-from ailusion.merge import merge
+from ailusion.rundir.merge import merge
 
 TINY = ["generator=tiny", "generator.height=32", "generator.width=32", "progress=false"]
 FIVE = "prompts=[a fox,a boat,a tree,a lamp,a cake]"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ailusion.dataset import write_bytes
+from ailusion.rundir.files import write_bytes
 from ailusion.errors import ConfigError
 
 FILE_NAME = "model_weights.safetensors"

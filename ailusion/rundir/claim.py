@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from . import dataset
-from .errors import AilusionError
+from ..errors import AilusionError
+from . import files, manifest
 
 LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
@@ -80,17 +80,17 @@ def claim(run_dir: Path, record: dict) -> Iterator[None]:
 def start(run_dir: Path, record: dict, rows: dict[int, dict]) -> None:
     """Begin writing: drop a killed run's temporary files, keep its complete ``rows``."""
     for entry in Path(run_dir).iterdir():
-        if dataset.is_temporary(entry.name) and entry.is_file():
+        if files.is_temporary(entry.name) and entry.is_file():
             entry.unlink(missing_ok=True)
-    with dataset.atomic_path(Path(run_dir) / RUN_FILE) as tmp:
+    with files.atomic_path(Path(run_dir) / RUN_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    dataset.write_manifest(run_dir, rows)
+    manifest.write_manifest(run_dir, rows)
 
 
 def _check_same_run(run_dir: Path, record: dict) -> None:
     path = run_dir / RUN_FILE
     if not path.exists():
-        if (run_dir / dataset.MANIFEST).exists():
+        if (run_dir / manifest.MANIFEST).exists():
             raise AilusionError(
                 f"{run_dir}: holds a dataset without {RUN_FILE}, so it cannot be resumed; "
                 "pick another hydra.run.dir"

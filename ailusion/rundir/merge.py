@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import dataset, rundir
-from .errors import AilusionError
-from .report import write_contact_sheet
-from .stages import ImageRequest
+from ..errors import AilusionError
+from ..stages import ImageRequest
+from . import claim, files, manifest
+from .sheets import write_contact_sheet
 
 #: What a finished run dir holds beside its images (the record of its config comes first).
-NEEDED = (rundir.RUN_FILE, dataset.MANIFEST, "preprocessed_index.json", "predictions.json",
+NEEDED = (claim.RUN_FILE, manifest.MANIFEST, "preprocessed_index.json", "predictions.json",
           "predictions.npy")
 
 
@@ -35,12 +35,12 @@ def _read_shard(path: Path) -> dict:
     missing = [name for name in NEEDED if not (path / name).is_file()]
     if missing:
         raise AilusionError(f"{path}: not a finished ailusion run dir (no {missing[0]})")
-    rows, order = dataset.read_manifest(path), _read_json(path / "preprocessed_index.json")
+    rows, order = manifest.read_manifest(path), _read_json(path / "preprocessed_index.json")
     if sorted(order) != sorted(row["file_name"] for row in rows.values()):
-        raise AilusionError(f"{path}: {dataset.MANIFEST} and preprocessed_index.json disagree")
+        raise AilusionError(f"{path}: {manifest.MANIFEST} and preprocessed_index.json disagree")
     if rows and not (path / "preprocessed.npy").is_file():
         raise AilusionError(f"{path}: not a finished ailusion run dir (no preprocessed.npy)")
-    return {"path": path, "config": _read_json(path / rundir.RUN_FILE)["config"], "rows": rows,
+    return {"path": path, "config": _read_json(path / claim.RUN_FILE)["config"], "rows": rows,
             "order": order, "predictions": _read_json(path / "predictions.json")}
 
 
@@ -107,7 +107,7 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    os.chmod(tmp, 0o777 & ~dataset._UMASK)  # mkdtemp makes it private; a dataset is not
+    os.chmod(tmp, 0o777 & ~files._UMASK)  # mkdtemp makes it private; a dataset is not
     try:
         _write(tmp, shards, total)
         if out_dir.exists():
@@ -148,19 +148,19 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
     # 2. Predictions, manifest and contact sheet, in image order
     ordered = [rows[i] for i in sorted(rows)]
     np.save(out / "predictions.npy", logits)
-    dataset.write_json(out / "preprocessed_index.json", [row["file_name"] for row in ordered])
-    dataset.write_json(out / "predictions.json", {
+    files.write_json(out / "preprocessed_index.json", [row["file_name"] for row in ordered])
+    files.write_json(out / "predictions.json", {
         "labels": shards[0]["predictions"]["labels"],
         "images": [predicted[i] for i in sorted(predicted)],
     })
-    dataset.write_manifest(out, rows)
+    manifest.write_manifest(out, rows)
     write_contact_sheet(out, ordered)
 
     # 3. The record of the unsharded run, so the merged dir resumes as that run's dir would
     config = OmegaConf.create({**shards[0]["config"], "shard": 0, "num_shards": 1})
     requests = [ImageRequest(r["index"], r.get("prompt"), r.get("negative_prompt"), r.get("seed"),
                              r.get("source")) for r in ordered]
-    dataset.write_json(out / rundir.RUN_FILE, rundir.fingerprint(config, requests))
+    files.write_json(out / claim.RUN_FILE, claim.fingerprint(config, requests))
     hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
     if hydra_config.is_file():
         (out / ".hydra").mkdir()
@@ -194,6 +194,6 @@ def merge_command(argv: list[str]) -> int:
     except AilusionError as exc:
         print(f"ailusion merge: error: {exc}", file=sys.stderr)
         return 1
-    count = len(dataset.read_manifest(out))
+    count = len(manifest.read_manifest(out))
     print(f"ailusion merge: {count} images from {len(args.shard_dirs)} shards → {out}")
     return 0

@@ -1,10 +1,9 @@
-"""The run dir on disk: atomic writes, the manifest, and which images are already complete.
+"""Files of a run dir, written so that a reader never sees half of one.
 
-The manifest, ``metadata.jsonl``, follows the Hugging Face ``imagefolder`` layout: one JSON object
-per line with ``file_name`` (the generated image) and ``preprocessed_file_name`` (what the model
-saw), so ``datasets.load_dataset("imagefolder", data_dir=RUN_DIR)`` gives an ``image`` and a
-``preprocessed`` column beside the metadata. Images the manifest does not name (the contact sheet)
-are not rows.
+Every file is written to a temporary name beside its place and renamed into place once complete
+(:func:`atomic_path`); a killed run leaves only temporary files, which the next run removes.
+PNGs are encoded here too: whole images (:func:`save_png`) and pictures drawn band by band
+(:class:`PngStream`).
 """
 
 from __future__ import annotations
@@ -19,21 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import AilusionError
-
-MANIFEST = "metadata.jsonl"
+from ..errors import AilusionError
 
 # mkstemp creates files 0600; outputs get the permissions any other new file would.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-def generated_name(index: int) -> str:
-    return f"generated_image_{index}.png"
-
-
-def preprocessed_name(index: int) -> str:
-    return f"preprocessed_image_{index}.png"
 
 
 def is_temporary(name: str) -> bool:
@@ -156,65 +145,3 @@ def write_json(path: Path, value: Any) -> None:
     """Write ``value`` to ``path`` as indented JSON (NaN as null), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(json_safe(value), indent=1) + "\n", encoding="utf-8")
-
-
-def dumps_row(row: dict) -> str:
-    """One manifest line (sorted keys, so equal rows are equal bytes)."""
-    return json.dumps(json_safe(row), sort_keys=True, allow_nan=False) + "\n"
-
-
-def read_manifest(run_dir: Path) -> dict[int, dict]:
-    """Return the manifest rows of ``run_dir`` by image index (a torn last line is ignored)."""
-    rows: dict[int, dict] = {}
-    path = Path(run_dir) / MANIFEST
-    if not path.exists():
-        return rows
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-            rows[int(row["index"])] = row
-        except (ValueError, KeyError, TypeError):
-            continue
-    return rows
-
-
-def is_complete(run_dir: Path, row: dict) -> bool:
-    """True when every file a manifest row names is inside ``run_dir`` and decodes as an image."""
-    from PIL import Image
-
-    for key in ("file_name", "preprocessed_file_name"):
-        name = row.get(key)
-        if not isinstance(name, str) or Path(name).name != name:
-            return False
-        try:
-            with Image.open(Path(run_dir) / name) as image:
-                image.load()
-        except Exception:  # missing, truncated or not an image: it is made again
-            return False
-    return True
-
-
-def write_manifest(run_dir: Path, rows: dict[int, dict]) -> None:
-    """Replace the manifest with ``rows``, sorted by index, in one atomic rename."""
-    with atomic_path(Path(run_dir) / MANIFEST) as tmp:
-        tmp.write_text("".join(dumps_row(rows[i]) for i in sorted(rows)), encoding="utf-8")
-
-
-class ManifestWriter:
-    """Appends manifest rows, one complete JSON line at a time, flushed as written."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self._file = open(self.run_dir / MANIFEST, "a", encoding="utf-8")
-
-    def append(self, row: dict) -> None:
-        self._file.write(dumps_row(row))
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def finalize(self, rows: dict[int, dict]) -> None:
-        """Rewrite the manifest sorted by index, so a resumed run ends as an uninterrupted one."""
-        self.close()
-        write_manifest(self.run_dir, rows)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dataset
-from .dataset import atomic_path
-from .report import ContactSheets
-from .streaming import yield_to_generation
+from ..threads import yield_to_generation
+from . import files, manifest
+from .files import atomic_path
+from .sheets import ContactSheets
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ class Outputs:
         self.order: list[int] = []  # image index of each row of the arrays
         self._array_file = None  # preprocessed.npy, written row by row (see add_batch)
         self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
-        self._manifest = dataset.ManifestWriter(self.run_dir)
+        self._manifest = manifest.ManifestWriter(self.run_dir)
         workers = max(2, os.cpu_count() or 2)
         self._pool = ThreadPoolExecutor(
             workers, thread_name_prefix="ailusion-io", initializer=yield_to_generation
@@ -55,7 +55,7 @@ class Outputs:
         self._writes.append(self._submit(fn, *args))
 
     def _save_sheet(self, path: Path, data: bytes) -> None:
-        self.write(dataset.write_bytes, path, data)
+        self.write(files.write_bytes, path, data)
 
     def _submit(self, fn, *args, **kwargs) -> Future:
         self._in_flight.acquire()
@@ -94,13 +94,13 @@ class Outputs:
             if generated is not None:
                 text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
                 futures.append(self._submit(
-                    dataset.save_png, generated.image, self.run_dir / row["file_name"],
+                    files.save_png, generated.image, self.run_dir / row["file_name"],
                     self.compress_level, text, self.strategy,
                 ))
             view = self.preprocessor.to_image(arrays[i])
             if previous is None:
                 futures.append(self._submit(
-                    dataset.save_png, view, self.run_dir / row["preprocessed_file_name"],
+                    files.save_png, view, self.run_dir / row["preprocessed_file_name"],
                     self.compress_level, None, self.strategy,
                 ))
             self.sheets.add(row, images[i], view)
@@ -114,14 +114,14 @@ class Outputs:
         if flagged is None and max(hi for _, hi in _extrema(generated.image)) == 0:
             flagged = "black"
         return {
-            "file_name": dataset.generated_name(request.index),
+            "file_name": manifest.generated_name(request.index),
             "index": request.index,
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
             "seed": request.seed,
             "source": request.source,
             **info,
-            "preprocessed_file_name": dataset.preprocessed_name(request.index),
+            "preprocessed_file_name": manifest.preprocessed_name(request.index),
             "preprocessing": self.preprocessor.settings(),
             "flagged": flagged,
         }
@@ -150,8 +150,8 @@ class Outputs:
             with open(tmp, "wb") as f:
                 np.save(f, self.logits)
         sources = [self.rows[i]["file_name"] for i in self.order]
-        dataset.write_json(self.run_dir / "preprocessed_index.json", sources)
-        dataset.write_json(self.run_dir / "predictions.json", {
+        files.write_json(self.run_dir / "preprocessed_index.json", sources)
+        files.write_json(self.run_dir / "predictions.json", {
             "labels": self.labels,
             "images": [
                 {k: self.rows[i][k] for k in ("file_name", "index", "label", "probability", "logits")}
