@@ -147,6 +147,34 @@ def measure_seeds_workflow(images: int, work: Path):
     return theirs / mine, f"{theirs:.2f}s vs {mine:.2f}s"
 
 
+def keep_up_rows(quick: bool, work: Path) -> list:
+    """The keep-up measures (bench/keepup.py): one measurement, several rows."""
+    sys.path.insert(0, str(HERE))
+    import keepup
+
+    images, memo = (120 if quick else 600), {}
+
+    def result():
+        if not memo:
+            memo.update(keepup.measure(images, work, repeats=1 if quick else 2))
+        return memo
+
+    def row(key, fmt):
+        return lambda: (result()[key], fmt(result()))
+
+    costs = lambda r: ", ".join(f"{k} {v:.2f}" for k, v in r["costs_ms"].items())
+    at = "keep-up: achieved ÷ offered at {}·C"
+    return [
+        (f"keep-up: C ÷ L ({images} paced 512² images)", "≥ 0.90",
+         row("C/L", lambda r: f"C {r['C']:.1f} img/s, L {r['L']:.1f} img/s = {r['cores']} cores ÷ "
+                              f"({costs(r)} ms)"), lambda r: r >= 0.90),
+        (at.format(0.8), "≥ 0.99", row("achieved/offered at 0.8·C",
+         lambda r: f"{0.8 * r['C']:.1f} img/s offered"), lambda r: r >= 0.99),
+        (at.format(0.5), "≥ 0.99", row("achieved/offered at 0.5·C",
+         lambda r: f"{0.5 * r['C']:.1f} img/s offered"), lambda r: r >= 0.99),
+    ]
+
+
 def png_levels(levels=(0, 1, 3, 6, 9), repeats: int = 5) -> None:
     """Print the time and size of one 512² PNG at each ``png_compress_level``, with zlib's default
     strategy and with ``png_strategy=rle`` (ailusion's default)."""
@@ -190,7 +218,7 @@ def main() -> None:
              lambda: measure_batched_forward(repeats, work), lambda r: r >= 5),
             ("seeds' three scripts ÷ ailusion (48 images)", "report",
              lambda: measure_seeds_workflow(12 if args.quick else 48, work), lambda r: True),
-        ]
+        ] + keep_up_rows(args.quick, work)
         print(f"{'measure':<54} {'ratio':>7} {'target':>7}  {'':4} detail")
         for name, target, measure, passes in rows:
             ratio, detail = measure()

@@ -1,0 +1,46 @@
+"""The keep-up benchmark's paced generator (bench/keepup.py) runs through the real pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "keepup.py"
+
+
+@pytest.fixture(scope="module")
+def keepup():
+    spec = importlib.util.spec_from_file_location("keepup", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_photos_are_distinct_512_rgb(keepup):
+    images = keepup.photos(12)
+    assert {image.size for image in images} == {(512, 512)}
+    assert {image.mode for image in images} == {"RGB"}
+    assert len({image.tobytes() for image in images}) == 12
+
+
+def test_paced_generator_never_runs_ahead_of_its_rate(keepup):
+    config = type("C", (), {"rate": 50, "count": 5})()
+    generator = keepup.PacedGenerator(config)
+    requests = generator.plan([])
+    started = time.perf_counter()
+    yielded = [g.request.index for g in generator.generate(requests)]
+    assert yielded == [1, 2, 3, 4, 5]
+    assert time.perf_counter() - started >= 5 / 50
+
+
+@pytest.mark.slow
+def test_keep_up_runs_the_pipeline_on_paced_images(keepup, tmp_path):
+    rate = keepup.keep_up(0, 10, tmp_path)
+    assert rate > 0
+    rows = [json.loads(line) for line in (tmp_path / "keepup" / "metadata.jsonl").open()]
+    assert [row["index"] for row in rows] == list(range(1, 11))
+    assert {(row["height"], row["width"]) for row in rows} == {(512, 512)}
