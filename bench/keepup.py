@@ -134,7 +134,7 @@ def stage_costs(overrides=(), repeats: int = 5) -> dict[str, float]:
     """Seconds per image, on one core, of each stage every image needs (as the run does it)."""
     import torch
 
-    from ailusion import dataset
+    from ailusion.rundir.manifest import dumps_row
     from ailusion.api import compose_config
     from ailusion.manager import get_plugin_manager, resolve
     from ailusion.stages import StageContext
@@ -162,7 +162,7 @@ def stage_costs(overrides=(), repeats: int = 5) -> dict[str, float]:
             "preprocess": lambda: preprocessor.preprocess(images),
             f"forward (batch {len(images)})": lambda: model.forward(arrays),
             "npy row": lambda: [npy.write(np.ascontiguousarray(a).tobytes()) for a in arrays],
-            "manifest row": lambda: [manifest.write(dataset.dumps_row(row)) or manifest.flush()
+            "manifest row": lambda: [manifest.write(dumps_row(row)) or manifest.flush()
                                      for _ in images],
         }
         threads = torch.get_num_threads()

@@ -44,3 +44,11 @@ def test_keep_up_runs_the_pipeline_on_paced_images(keepup, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "keepup" / "metadata.jsonl").open()]
     assert [row["index"] for row in rows] == list(range(1, 11))
     assert {(row["height"], row["width"]) for row in rows} == {(512, 512)}
+
+
+@pytest.mark.slow
+def test_stage_costs_measure_every_stage_of_the_limit(keepup):
+    costs = keepup.stage_costs(repeats=1)
+    assert list(costs) == ["PNG 512²", "PNG 224²", "preprocess", "forward (batch 8)", "npy row",
+                           "manifest row"]
+    assert all(0 < cost < 1 for cost in costs.values())
