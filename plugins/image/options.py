@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
-
 from ailusion.errors import ConfigError
+from ailusion.options import is_int as _is_int, is_number as _is_number, with_defaults
 
 MODES = ("stretch", "center_crop", "letterbox")
 INTERPOLATIONS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
@@ -33,14 +32,7 @@ DEFAULTS = {
 def parse_options(config) -> dict:
     """Every option, validated and normalized (``size`` as ``[height, width]``, ``mean``/``std``
     filled from a preset); raises :class:`ConfigError` naming the first bad key."""
-    if OmegaConf.is_config(config):
-        config = OmegaConf.to_container(config, resolve=True)
-    given = dict(config)
-    given.pop("plugin", None)
-    for key in given:
-        if key not in DEFAULTS:
-            _fail(key, f"unknown option; the image preprocessor takes {', '.join(DEFAULTS)}")
-    options = {**DEFAULTS, **given}
+    options = with_defaults(config, DEFAULTS, "preprocessor", "image preprocessor")
 
     size = options["size"]
     sizes = size if isinstance(size, list) else [size, size]
@@ -98,14 +90,6 @@ def _parse_normalization(options: dict, channels: int) -> None:
         _fail("std", f"every value must be positive (it divides), got {std}")
     if mean is not None:
         options["mean"], options["std"] = [float(v) for v in mean], [float(v) for v in std]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fail(key: str, message: str):
