@@ -22,6 +22,10 @@ def main() -> None:
         from .rundir.merge import merge_command
 
         sys.exit(merge_command(sys.argv[2:]))
+    if sys.argv[1:2] == ["digits"]:
+        from .digits import digits_command
+
+        sys.exit(digits_command(sys.argv[2:]))
     if helpcache.wants_help(sys.argv[1:]):
         sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
     sys.exit(_run_app())

@@ -160,7 +160,24 @@ def _failing_write(run_dir, monkeypatch):
     ailusion.run([*FAST, "prompts=[a,b,c,d]", "model.batch_size=1"], run_dir=run_dir, pm=plugin_manager())
 
 
+def _digits_into_full_dir(run_dir):
+    from ailusion.digits import write_digits
+
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    write_digits(run_dir)
+
+
+def _digits_without_sklearn(run_dir, monkeypatch):
+    from ailusion.digits import write_digits
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if absent
+    write_digits(run_dir)
+
+
 API_SCENARIOS = {
+    "digits-dir-not-empty": lambda run_dir, _: _digits_into_full_dir(run_dir),
+    "digits-needs-sklearn": _digits_without_sklearn,
     "model-forward-raises": lambda run_dir, _: ailusion.run(
         [*FAST, "prompts=[a,b,c]", "model.plugin=failing"], run_dir=run_dir, pm=plugin_manager()),
     "model-wrong-shape": lambda run_dir, _: ailusion.run(
