@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from . import png
 from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
-from .rundir import claim, files, manifest
+from .rundir import claim, manifest
 from .rundir.outputs import Outputs
 from .stages import StageContext
 from .streaming import Consumer
@@ -60,9 +61,9 @@ def check_config(config: DictConfig) -> None:
         raise ConfigError(
             "png_compress_level", f"must be in [0, 9], got {config.png_compress_level}"
         )
-    if config.png_strategy not in files.PNG_STRATEGIES:
-        raise ConfigError("png_strategy", f"must be one of {', '.join(files.PNG_STRATEGIES)}, "
-                          f"got {config.png_strategy!r}")
+    for key, known in (("png_strategy", png.PNG_STRATEGIES), ("png_encoder", png.ENCODERS)):
+        if config[key] not in known:
+            raise ConfigError(key, f"must be one of {', '.join(known)}, got {config[key]!r}")
     _batch_size(config)
 
 
@@ -123,7 +124,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
     outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level,
-                      config.png_strategy)
+                      config.png_strategy, png.resolve(config.png_encoder))
     if hasattr(model, "save"):
         outputs.write(model.save, run_dir)
     consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))

@@ -1,4 +1,5 @@
-"""PNG encoding: Pillow (zlib, every image mode) or fpng (8-bit RGB and RGBA, many times faster).
+"""PNG encoding: Pillow (zlib, every image mode) or fpng (8-bit RGB and RGBA, many times faster);
+pictures drawn band by band (:class:`PngStream`).
 
 Both write the same text chunks (prompt, seed, settings, …) right after the header and decode to
 the same pixels; a reader cannot tell which wrote a file but by its size. ``png_encoder=fpng``
@@ -88,6 +89,57 @@ def encode(image, text: dict[str, Any] | None = None, encoder: str = "pillow",
     image.save(buffer, format="PNG", compress_level=compress_level, pnginfo=info,
                compress_type=PNG_STRATEGIES[strategy])
     return buffer.getvalue()
+
+
+class PngStream:
+    """An 8-bit RGB PNG encoded band by band, as a picture is drawn top to bottom.
+
+    Pillow encodes whole images only, so a picture finished at the end of a run (the contact
+    sheet) would be compressed all at once after the last image; this encoder takes each band of
+    rows as soon as it is final and leaves only the last band for the end. Rows are stored with
+    PNG's "Up" filter (each byte minus the one above it), which suits pictures of large flat areas.
+    """
+
+    _UP = 2  # PNG filter type
+
+    def __init__(self, width: int, height: int, compress_level: int = 1, strategy: str = "rle"):
+        self.width, self.height, self.rows = width, height, 0
+        self._zlib = zlib.compressobj(compress_level, strategy=PNG_STRATEGIES[strategy])
+        self._above = None
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+        self._parts = [_SIGNATURE, chunk(b"IHDR", header)]
+
+    def add(self, band) -> None:
+        """Encode the next rows: a (rows, width, 3) uint8 array (or anything numpy can make one)."""
+        import numpy as np
+
+        band = np.asarray(band, dtype=np.uint8).reshape(-1, self.width * 3)
+        if self.rows + len(band) > self.height:
+            raise ValueError(f"PNG of {self.height} rows given {self.rows + len(band)}")
+        above = np.vstack([
+            self._above if self._above is not None else np.zeros((1, self.width * 3), np.uint8),
+            band[:-1],
+        ])
+        filtered = np.empty((len(band), 1 + self.width * 3), np.uint8)
+        filtered[:, 0] = self._UP
+        np.subtract(band, above, out=filtered[:, 1:])  # modulo 256, as the filter is defined
+        self._above, self.rows = band[-1:].copy(), self.rows + len(band)
+        self._idat(self._zlib.compress(filtered.tobytes()))
+
+    def finish(self) -> bytes:
+        """The whole file, once every row has been added."""
+        if self.rows != self.height:
+            raise ValueError(f"PNG of {self.height} rows given {self.rows}")
+        self._idat(self._zlib.flush())
+        return b"".join(self._parts + [chunk(b"IEND", b"")])
+
+    def _idat(self, data: bytes) -> None:
+        if data:
+            self._parts.append(chunk(b"IDAT", data))
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def _with_chunks(data: bytes, chunks) -> bytes:

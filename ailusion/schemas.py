@@ -25,6 +25,7 @@ class AilusionConfig:
     gpu_per_job: bool = False
     png_compress_level: int = 6
     png_strategy: str = "rle"
+    png_encoder: str = "pillow"
     progress: bool = True
 
 

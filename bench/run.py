@@ -182,7 +182,7 @@ def png_levels(levels=(0, 1, 3, 6, 9), repeats: int = 5) -> None:
 
     from PIL import Image
 
-    from ailusion.rundir.files import PNG_STRATEGIES
+    from ailusion.png import PNG_STRATEGIES
 
     # A structured image with fine detail, closer to a photo than flat colour or pure noise.
     gray = Image.effect_mandelbrot((512, 512), (-2.0, -1.25, 0.75, 1.25), 100)

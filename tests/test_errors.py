@@ -147,16 +147,10 @@ def _different_config(run_dir):
 
 
 def _failing_write(run_dir, monkeypatch):
-    from PIL import Image
+    from test_manifest import disk_full_after
 
-    real_save = Image.Image.save
-
-    def save(self, fp, *args, **kwargs):
-        if str(fp).startswith(str(run_dir / ".generated_image_2.png")):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_save(self, fp, *args, **kwargs)
-
-    monkeypatch.setattr(Image.Image, "save", save)
+    monkeypatch.setattr(files, "open", disk_full_after(100, "generated_image_2.png"),
+                        raising=False)
     ailusion.run([*FAST, "prompts=[a,b,c,d]", "model.batch_size=1"], run_dir=run_dir, pm=plugin_manager())
 
 

@@ -4,6 +4,7 @@ the contact sheet and the summary."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from fake_plugins import FAST, plugin_manager
 from PIL import Image
 
 import ailusion
-from ailusion import report
+from ailusion import png, report
 from ailusion.rundir import files, manifest, sheets
 
 
@@ -112,17 +113,39 @@ def test_manifest_is_sorted_one_row_per_image(tmp_path):
     assert [json.loads(line)["index"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_save_png_failure_leaves_neither_file_nor_temporary(tmp_path):
-    class Unsaveable:
-        def save(self, fp, **kwargs):
-            open(fp, "wb").write(b"half")
-            raise OSError(28, "No space left on device")
-
+def test_save_png_failure_leaves_neither_file_nor_temporary(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "open", disk_full_after(10), raising=False)
     (tmp_path / "kept.png").write_bytes(b"previous")
     with pytest.raises(ailusion.errors.AilusionError, match="kept.png: cannot write: No space"):
-        files.save_png(Unsaveable(), tmp_path / "kept.png")
+        files.save_png(Image.new("RGB", (8, 8)), tmp_path / "kept.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.png"]
     assert (tmp_path / "kept.png").read_bytes() == b"previous"
+
+
+def disk_full_after(size: int, name: str = ""):
+    """An ``open`` for :mod:`ailusion.rundir.files` whose new files starting with ``.NAME`` take
+    ``size`` bytes, then fail as a full disk does."""
+    import errno
+    import os
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data[:size]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        return Full(f) if mode == "xb" and Path(path).name.startswith(f".{name}") else f
+    return fake_open
 
 
 # --- the contact sheet and the summary --------------------------------------------------------
@@ -187,7 +210,7 @@ def test_png_stream_decodes_to_the_rows_it_was_given(tmp_path):
     picture = np.full((37, 23, 3), 255, np.uint8)
     picture[5:20, 3:15] = rng.integers(0, 256, (15, 12, 3), dtype=np.uint8)  # noise on white
     picture[30:] = [10, 200, 30]
-    stream = files.PngStream(23, 37, compress_level=1)
+    stream = png.PngStream(23, 37, compress_level=1)
     for top, bottom in ((0, 1), (1, 12), (12, 36), (36, 37)):  # uneven bands, one of one row
         stream.add(picture[top:bottom])
     (tmp_path / "p.png").write_bytes(stream.finish())
@@ -197,7 +220,7 @@ def test_png_stream_decodes_to_the_rows_it_was_given(tmp_path):
 
 
 def test_png_stream_refuses_a_wrong_number_of_rows():
-    stream = files.PngStream(4, 3)
+    stream = png.PngStream(4, 3)
     stream.add(np.zeros((2, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="3 rows given 2"):
         stream.finish()
@@ -210,7 +233,7 @@ def test_png_strategies_are_lossless_and_reach_zlib(tmp_path):
     import zlib
 
     image = Image.effect_mandelbrot((64, 48), (-2.0, -1.25, 0.75, 1.25), 50).convert("RGB")
-    for strategy in files.PNG_STRATEGIES:
+    for strategy in png.PNG_STRATEGIES:
         path = tmp_path / f"{strategy}.png"
         files.save_png(image, path, 6, strategy=strategy)
         with Image.open(path) as decoded:
@@ -231,9 +254,9 @@ def test_a_run_writes_its_pngs_with_the_configured_strategy(tmp_path, strategy):
     with Image.open(path) as saved:
         expected = io.BytesIO()
         saved.convert("RGB").save(expected, "PNG", compress_level=3,
-                                  compress_type=files.PNG_STRATEGIES[strategy])
+                                  compress_type=png.PNG_STRATEGIES[strategy])
     assert path.read_bytes() == expected.getvalue()
-    assert files.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY
+    assert png.PNG_STRATEGIES["huffman_only"] == zlib.Z_HUFFMAN_ONLY
 
 
 class CountingFont:

@@ -105,3 +105,61 @@ def test_resolve_keeps_an_encoder_that_loads(caplog):
         assert png.resolve("fpng") == "fpng"
         assert png.resolve("pillow") == "pillow"
     assert not caplog.records
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def run_fast(run_dir, *overrides):
+    import ailusion
+    from fake_plugins import FAST, plugin_manager
+
+    return ailusion.run([*FAST, "prompts=[a,b,c]", *overrides], run_dir=run_dir,
+                        pm=plugin_manager())
+
+
+def pngs(run_dir):
+    return sorted(p.name for p in run_dir.glob("*_image_*.png"))
+
+
+def test_a_run_with_fpng_writes_the_same_images_and_text_as_with_pillow(tmp_path):
+    run_fast(tmp_path / "pillow")
+    run_fast(tmp_path / "fpng", "png_encoder=fpng")
+    assert pngs(tmp_path / "fpng") == pngs(tmp_path / "pillow") != []
+    for name in pngs(tmp_path / "pillow"):
+        data = (tmp_path / "fpng" / name).read_bytes()
+        assert b"fdEC" in chunk_types(data), name
+        with Image.open(tmp_path / "pillow" / name) as a, Image.open(io.BytesIO(data)) as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+            assert a.text == b.text
+    with Image.open(tmp_path / "fpng" / "generated_image_2.png") as image:
+        assert image.text["prompt"] == "b" and json.loads(image.text["seed"]) == 1
+
+
+def test_runs_resume_and_merge_across_encoders(tmp_path):
+    from ailusion.rundir import manifest, merge
+
+    run_fast(tmp_path / "run")
+    resumed = run_fast(tmp_path / "run", "png_encoder=fpng")
+    assert resumed.summary["skipped"] == 3  # Pillow's files are complete for an fpng run
+    for shard, encoder in ((0, "fpng"), (1, "pillow")):
+        run_fast(tmp_path / f"shard{shard}", f"shard={shard}", "num_shards=2",
+                 f"png_encoder={encoder}")
+    merge.merge(tmp_path / "merged", [tmp_path / "shard0", tmp_path / "shard1"])
+    rows = manifest.read_manifest(tmp_path / "merged")
+    assert sorted(rows) == [1, 2, 3]
+    assert all(manifest.is_complete(tmp_path / "merged", row) for row in rows.values())
+    fpng_made = b"fdEC" in chunk_types((tmp_path / "merged" / "generated_image_1.png").read_bytes())
+    assert fpng_made  # image 1 is shard 0's, made by fpng
+    again = run_fast(tmp_path / "merged")
+    assert again.summary["skipped"] == 3
+
+
+def test_a_run_without_fpng_says_so_and_writes_pillow_pngs(tmp_path, no_fpng, caplog):
+    with caplog.at_level(logging.WARNING, logger="ailusion.png"):
+        run_fast(tmp_path / "run", "png_encoder=fpng")
+    assert [r.getMessage().rsplit("; ", 1)[1] for r in caplog.records] == [
+        "encoding PNGs with Pillow instead (pip install 'ailusion[fpng]')"]
+    assert pngs(tmp_path / "run")
+    for name in pngs(tmp_path / "run"):
+        assert b"fdEC" not in chunk_types((tmp_path / "run" / name).read_bytes())

@@ -23,7 +23,8 @@ LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
 #: Config keys that change how a run reports, where it runs or how its PNGs are compressed, not
 #: which images (pixels, arrays, predictions) it makes: a run may be resumed with other values.
-IGNORED_KEYS = ("hydra", "progress", "gpu_per_job", "png_compress_level", "png_strategy")
+IGNORED_KEYS = ("hydra", "progress", "gpu_per_job", "png_compress_level", "png_strategy",
+                "png_encoder")
 
 
 def fingerprint(config, requests) -> dict:

@@ -30,10 +30,10 @@ class Outputs:
     """Everything a run writes into its run dir."""
 
     def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6,
-                 strategy: str = "rle"):
+                 strategy: str = "rle", encoder: str = "pillow"):
         self.run_dir, self.total = Path(run_dir), total
         self.preprocessor, self.labels = preprocessor, list(model.labels)
-        self.compress_level, self.strategy = compress_level, strategy
+        self.png = dict(compress_level=compress_level, strategy=strategy, encoder=encoder)
         self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
         self.rows: dict[int, dict] = {}
         self.order: list[int] = []  # image index of each row of the arrays
@@ -94,14 +94,13 @@ class Outputs:
             if generated is not None:
                 text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
                 futures.append(self._submit(
-                    files.save_png, generated.image, self.run_dir / row["file_name"],
-                    self.compress_level, text, self.strategy,
+                    files.save_png, generated.image, self.run_dir / row["file_name"], text=text,
+                    **self.png,
                 ))
             view = self.preprocessor.to_image(arrays[i])
             if previous is None:
                 futures.append(self._submit(
-                    files.save_png, view, self.run_dir / row["preprocessed_file_name"],
-                    self.compress_level, None, self.strategy,
+                    files.save_png, view, self.run_dir / row["preprocessed_file_name"], **self.png
                 ))
             self.sheets.add(row, images[i], view)
             self.rows[request.index] = row

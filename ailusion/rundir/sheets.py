@@ -118,7 +118,7 @@ class ContactSheets:
     def _new_sheet(self, page: int) -> None:
         from PIL import Image, ImageDraw, ImageFont
 
-        from .files import PngStream
+        from ..png import PngStream
 
         font = self._font = self._font or ImageFont.load_default()
         last = page == len(self.names) - 1
