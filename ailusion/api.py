@@ -13,13 +13,14 @@ from . import hydra_files
 from .hookspecs import hookimpl
 
 
-def compose_config(overrides: Sequence[str] = ()):
-    """Compose ``conf/config.yaml`` with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config"):
+    """Compose ``conf/config.yaml`` (or ``conf/CONFIG_NAME.yaml``: ``train_app``,
+    ``evaluate_app``) with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
     from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
 
     register()  # plugins' config options (config_searchpath hook)
     with initialize_config_module("ailusion.conf", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose(config_name, overrides=list(overrides))
 
 
 def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=None):
@@ -67,3 +68,20 @@ class _SavedConfig:
         hydra_files.save(Path(run_dir) / ".hydra", {
             "config.yaml": self.config, "overrides.yaml": OmegaConf.create(self.overrides),
         })
+
+
+def train(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=None) -> dict:
+    """Train as ``ailusion train OVERRIDES…`` does, into ``run_dir``; return the metrics.
+
+    Example::
+
+        metrics = ailusion.train(["data=outputs/shapes", "train.epochs=5"], run_dir="trained")
+        metrics["val_accuracy"]
+    """
+    from .training import train as train_job
+
+    config = compose_config(overrides, "train_app")
+    if run_dir is None:
+        run_dir = Path("outputs", "train", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
+    explicit = frozenset(o.split("=", 1)[0].lstrip("+~") for o in overrides)
+    return train_job(config, config.data, Path(run_dir), pm=pm, explicit=explicit)

@@ -26,6 +26,10 @@ def main() -> None:
         from .digits import digits_command
 
         sys.exit(digits_command(sys.argv[2:]))
+    if sys.argv[1:2] in (["train"], ["evaluate"]):
+        from .training.apps import command
+
+        sys.exit(command(sys.argv[1], sys.argv[2:]))
     if helpcache.wants_help(sys.argv[1:]):
         sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
     sys.exit(_run_app())
@@ -34,19 +38,21 @@ def main() -> None:
 _one_line_errors = False  # set by _run_app: _task then prints its error itself
 
 
-def _run_app() -> int:
-    """Run the Hydra app; print any error as one line (with ``HYDRA_FULL_ERROR=1``, raise it)."""
+def _run_app(app=None) -> int:
+    """Run the Hydra app (the main one, or ``app``); print any error as one line (with
+    ``HYDRA_FULL_ERROR=1``, raise it)."""
     global _one_line_errors
+    app = app or _hydra_app
     hydra_files.defer(sys.argv)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        _hydra_app()
+        app()
         return 0
     # Hydra then raises its composition errors instead of printing them over several lines.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     _one_line_errors = True
     warnings.showwarning = _show_warning
     try:
-        _hydra_app()
+        app()
     except KeyboardInterrupt:
         print("ailusion: interrupted; run again with the same config to resume", file=sys.stderr)
         return 130
@@ -101,7 +107,8 @@ def _hydra_app() -> None:
     hydra.main(version_base="1.3", config_path="pkg://ailusion.conf", config_name="config")(_task)()
 
 
-def _task(config) -> None:
+def _task(config) -> float | None:
+    """The main job; with ``train`` configured, it returns the training's objective."""
     from hydra.core.hydra_config import HydraConfig
 
     from .manager import get_plugin_manager
@@ -112,18 +119,25 @@ def _task(config) -> None:
     pm = get_plugin_manager()
     hydra_files.register(pm, config)
     try:
+        if config.get("train") is not None:
+            from .training import onejob
+
+            onejob.check(config)
         result = run_pipeline(
             config, Path(runtime.runtime.output_dir), pm=pm,
             job_num=int(runtime.job.get("num") or 0),
         )
+        print_predictions(result)
+        print_summary(result)
+        if config.get("train") is not None:
+            return onejob.train_on_run(config, result.run_dir, pm)
     except Exception as exc:
         if not _one_line_errors:
             raise
         # Exiting here spares the line Hydra writes before re-raising a job's error.
         print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
         sys.exit(1)
-    print_predictions(result)
-    print_summary(result)
+    return None
 
 
 def plugins_command(argv: list[str]) -> int:

@@ -70,3 +70,29 @@ def image_written(record, run_dir):
 def run_end(config, run_dir, summary):
     """A run finished; ``summary`` is a dict (``written``, ``skipped``, ``flagged``, ``seconds``,
     ``run_dir``). Not called when the run fails. Return value ignored."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: called by ``ailusion train`` (and the one-job mode); return values are ignored.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_data_readers():
+    """Return ``{name: reader_class}`` for labelled data formats ``ailusion train`` can read
+    beside run dirs. ``reader_class.can_read(path) -> bool`` says whether it reads the dir
+    ``path``; ``reader_class(path)`` opens it as an ``ailusion.training.data.DataReader``. All
+    results are collected (not firstresult); readers are tried in order, run dirs last."""
+
+
+@hookspec
+def train_epoch_end(config, run_dir, row):
+    """An epoch of training finished; ``row`` is its ``history.jsonl`` row (``epoch``,
+    ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``) and
+    ``run_dir`` where the training writes. Return value ignored."""
+
+
+@hookspec
+def train_end(config, run_dir, metrics):
+    """A training job finished and wrote its outputs into ``run_dir``; ``metrics`` is what
+    ``metrics.json`` holds. Return value ignored."""

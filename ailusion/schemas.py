@@ -27,6 +27,8 @@ class AilusionConfig:
     png_strategy: str = "rle"
     png_encoder: str = "pillow"
     progress: bool = True
+    train: Any = None  # train=default: train on the run's images once it is made
+    eval_dir: Optional[str] = None  # real images (DIR/CLASS/*.png) to evaluate the training on
 
 
 def register_configs() -> None:

@@ -21,10 +21,11 @@ from . import files, manifest
 
 LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
-#: Config keys that change how a run reports, where it runs or how its PNGs are compressed, not
-#: which images (pixels, arrays, predictions) it makes: a run may be resumed with other values.
+#: Config keys that change how a run reports, where it runs, how its PNGs are compressed or what
+#: is trained on it afterwards, not which images (pixels, arrays, predictions) it makes: a run
+#: may be resumed with other values.
 IGNORED_KEYS = ("hydra", "progress", "gpu_per_job", "png_compress_level", "png_strategy",
-                "png_encoder")
+                "png_encoder", "train", "eval_dir")
 
 
 def fingerprint(config, requests) -> dict:

@@ -1,0 +1,254 @@
+"""Labelled data for training: one reader interface over data dirs, and the validation split.
+
+A reader opens one data dir and tells its class list, the preprocessing it was made with (the
+preprocessor's config node, as recorded when the data was made), the input shape, its length,
+each image's number and class id, and reads any batch of images as a (N, C, H, W) float32 array
+with their (N,) int64 class ids. It reads only the rows asked for: memory stays flat however
+large the data. :class:`RunDirReader` reads a run dir (or a merged one) of the ``imagefolder``
+layout; other formats plug in through the ``register_data_readers`` hook.
+
+:func:`open_data` opens one or more dirs as one :class:`Data`, refusing dirs made with other
+class lists or preprocessing, and :func:`validation_mask` splits by image number alone, so an
+image lands on the same side whatever the sharding, merging or order of the dirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .. import dataset, rundir
+from ..errors import AilusionError
+
+LABELLED_HOW = (
+    "make labelled data first: a run with classes=[cat,dog] (or generator=folder over class "
+    "subfolders DIR/cat/*.png, DIR/dog/*.png), then data=ITS_RUN_DIR"
+)
+#: Preprocessor settings that change how fast it runs, not what it makes.
+NOT_PREPROCESSING = ("num_workers",)
+
+
+@runtime_checkable
+class DataReader(Protocol):
+    """One labelled data dir, read a batch at a time."""
+
+    path: Path
+    classes: list[str]
+    preprocessing: dict  # the preprocessor's config node the data was made with
+    input_shape: tuple[int, int, int]
+    numbers: np.ndarray  # (len,) int64: each image's number in its run
+    labels: np.ndarray  # (len,) int64: each image's class id
+
+    def __len__(self) -> int: ...
+
+    def batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(x (N, C, H, W) float32, y (N,) int64) for the images at ``positions``, in order."""
+
+
+def read_classes(path: Path) -> list[str] | None:
+    try:
+        from ..labels import read_classes as read
+    except ImportError:  # pragma: no cover - before the labelled runs' module exists
+        file = Path(path) / "classes.json"
+        return json.loads(file.read_text(encoding="utf-8"))["classes"] if file.exists() else None
+    return read(path)
+
+
+class RunDirReader:
+    """A finished run dir: ``metadata.jsonl`` rows with ``label``/``label_id``, ``classes.json``,
+    and ``preprocessed.npy`` in the order of ``preprocessed_index.json``. Flagged images (black,
+    NSFW, NaN) are left out."""
+
+    NEEDED = (rundir.RUN_FILE, dataset.MANIFEST, "preprocessed_index.json", "preprocessed.npy")
+
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        return (Path(path) / dataset.MANIFEST).is_file()
+
+    def __init__(self, path: Path):
+        self.path = path = Path(path)
+        missing = [name for name in self.NEEDED if not (path / name).is_file()]
+        if missing:
+            raise AilusionError(f"data: {path} is not a finished ailusion run dir (no {missing[0]})")
+        classes = read_classes(path)
+        if classes is None:
+            raise AilusionError(f"data: {path} has no labels (no classes.json); {LABELLED_HOW}")
+        self.classes = list(classes)
+        self.preprocessing = _recorded_preprocessor(path)
+        order = _read_json(path / "preprocessed_index.json")
+        rows = {row.get("file_name"): row for row in dataset.read_manifest(path).values()}
+        shape, dtype, self._offset = _npy_layout(path / "preprocessed.npy")
+        if not isinstance(order, list) or len(order) != shape[0]:
+            raise AilusionError(
+                f"data: {path}: preprocessed_index.json and preprocessed.npy disagree"
+            )
+        self.input_shape = tuple(int(n) for n in shape[1:])
+        self._dtype, self._row_bytes = dtype, int(np.prod(self.input_shape)) * dtype.itemsize
+        keep, numbers, labels = [], [], []
+        for position, name in enumerate(order):
+            row = rows.get(name)
+            if row is None:
+                raise AilusionError(f"data: {path}: {name} has no row in {dataset.MANIFEST}")
+            if row.get("flagged"):
+                continue
+            keep.append(position)
+            numbers.append(int(row["index"]))
+            labels.append(self._label_id(row, name))
+        self._rows = np.array(keep, np.int64)  # position in preprocessed.npy of each image
+        self.numbers, self.labels = np.array(numbers, np.int64), np.array(labels, np.int64)
+
+    def _label_id(self, row: dict, name: str) -> int:
+        label, label_id = row.get("label"), row.get("label_id")
+        if not isinstance(label_id, int) or not 0 <= label_id < len(self.classes):
+            raise AilusionError(
+                f"data: {self.path}: {name} has no valid label_id (classes.json lists "
+                f"{len(self.classes)} classes); {LABELLED_HOW}"
+            )
+        if label != self.classes[label_id]:
+            raise AilusionError(
+                f"data: {self.path}: {name} has label {label!r} but label_id {label_id}, "
+                f"which is {self.classes[label_id]!r}"
+            )
+        return label_id
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, np.int64)
+        out = np.empty((len(positions), *self.input_shape), np.float32)
+        raw = np.empty(self.input_shape, self._dtype)
+        buffer = memoryview(raw.reshape(-1).view(np.uint8))
+        with open(self.path / "preprocessed.npy", "rb", buffering=0) as f:
+            for i in np.argsort(positions, kind="stable"):  # in file order
+                f.seek(self._offset + int(self._rows[positions[i]]) * self._row_bytes)
+                if f.readinto(buffer) != self._row_bytes:
+                    raise AilusionError(f"data: {self.path}/preprocessed.npy is truncated")
+                out[i] = raw
+        return out, self.labels[positions]
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AilusionError(f"data: {path}: not readable JSON ({exc})") from None
+
+
+def _recorded_preprocessor(path: Path) -> dict:
+    record = _read_json(path / rundir.RUN_FILE)
+    node = record.get("config", {}).get("preprocessor") if isinstance(record, dict) else None
+    if not isinstance(node, dict) or not isinstance(node.get("plugin"), str):
+        raise AilusionError(f"data: {path / rundir.RUN_FILE} does not record its preprocessor")
+    return node
+
+
+def _npy_layout(path: Path):
+    """(shape, dtype, data offset) of a C-ordered float .npy file, checked."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError) as exc:
+        raise AilusionError(f"data: {path}: not a readable .npy array ({exc})") from None
+    if fortran or len(shape) != 4 or dtype.kind != "f":
+        raise AilusionError(f"data: {path}: expected a (N, C, H, W) float array, got {shape}")
+    if path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
+        raise AilusionError(f"data: {path} is truncated")
+    return shape, dtype, offset
+
+
+def readers(pm=None) -> list[type]:
+    """The reader classes to try, plugins' first (``register_data_readers``), then the run dir's."""
+    found = []
+    if pm is not None and hasattr(pm.hook, "register_data_readers"):
+        for result in pm.hook.register_data_readers():
+            found.extend((result or {}).values())
+    return [*found, RunDirReader]
+
+
+def open_reader(path, pm=None) -> DataReader:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise AilusionError(f"data: no such data dir: {path}")
+    for reader in readers(pm):
+        if reader.can_read(path):
+            return reader(path)
+    raise AilusionError(f"data: {path} holds no dataset ailusion can read (no {dataset.MANIFEST})")
+
+
+class Data:
+    """One or more data dirs made alike, read as one: positions run over the dirs in turn."""
+
+    def __init__(self, parts: Sequence[DataReader]):
+        first = parts[0]
+        for part in parts[1:]:
+            if part.classes != first.classes:
+                raise AilusionError(
+                    f"data: {part.path} has classes {part.classes} but {first.path} has "
+                    f"{first.classes}: train on data dirs made with one class list"
+                )
+            difference = _difference(first.preprocessing, part.preprocessing)
+            if difference:
+                raise AilusionError(
+                    f"data: {part.path} was preprocessed with {difference} than {first.path}: "
+                    "train on data dirs made with the same preprocessing"
+                )
+        self.parts, self.classes = list(parts), list(first.classes)
+        self.preprocessing, self.input_shape = dict(first.preprocessing), first.input_shape
+        self.paths = [p.path for p in parts]
+        self.numbers = np.concatenate([p.numbers for p in parts])
+        self.labels = np.concatenate([p.labels for p in parts])
+        self._starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def batch(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, np.int64)
+        x = np.empty((len(positions), *self.input_shape), np.float32)
+        y = np.empty(len(positions), np.int64)
+        part_of = np.searchsorted(self._starts, positions, side="right") - 1
+        for k in np.unique(part_of):
+            mask = part_of == k
+            x[mask], y[mask] = self.parts[k].batch(positions[mask] - self._starts[k])
+        return x, y
+
+
+def _difference(a: dict, b: dict) -> str | None:
+    """``key=A`` against ``key=B`` for the first preprocessing setting that differs, or None."""
+    for key in sorted(set(a) | set(b)):
+        if key in NOT_PREPROCESSING:
+            continue
+        if a.get(key) != b.get(key):
+            return f"preprocessor.{key}={json.dumps(b.get(key))} rather than {json.dumps(a.get(key))}"
+    return None
+
+
+def open_data(paths, pm=None) -> Data:
+    """Open the data dir(s) ``paths`` (a path or a list) as one :class:`Data`."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths or [])
+    if not paths:
+        raise AilusionError(f"data: give the labelled data to train on: data=RUN_DIR or "
+                            f"data=[DIR1,DIR2]; {LABELLED_HOW}")
+    return Data([open_reader(p, pm) for p in paths])
+
+
+def validation_mask(numbers: np.ndarray, fraction: float) -> np.ndarray:
+    """True for the images that validate: a hash of each image's number (splitmix64) below
+    ``fraction`` of its range, so the split depends on the numbers alone."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(numbers, np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53 < fraction
