@@ -27,9 +27,7 @@ def main() -> None:
 
         sys.exit(digits_command(sys.argv[2:]))
     if sys.argv[1:2] in (["train"], ["evaluate"]):
-        from .training.apps import command
-
-        sys.exit(command(sys.argv[1], sys.argv[2:]))
+        sys.exit(_run_training_app(sys.argv.pop(1)))
     if helpcache.wants_help(sys.argv[1:]):
         sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
     sys.exit(_run_app())
@@ -60,6 +58,21 @@ def _run_app(app=None) -> int:
         print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_training_app(name: str) -> int:
+    """``ailusion train`` or ``ailusion evaluate`` (:mod:`ailusion.training.apps`)."""
+    from .training.apps import hydra_app
+
+    sys.argv[0] = f"{sys.argv[0]} {name}"
+    return _run_app(lambda: hydra_app(name, _job_error if _one_line_errors else None))
+
+
+def _job_error(exc: BaseException):
+    """Print a job's error as one line and exit (sparing the line Hydra writes before
+    re-raising it)."""
+    print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
+    sys.exit(1)
 
 
 _warned: set[str] = set()
@@ -134,9 +147,7 @@ def _task(config) -> float | None:
     except Exception as exc:
         if not _one_line_errors:
             raise
-        # Exiting here spares the line Hydra writes before re-raising a job's error.
-        print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
-        sys.exit(1)
+        _job_error(exc)
     return None
 
 

@@ -47,14 +47,14 @@ def class_folder(path: Path, classes, per_class: int, seed: int = 0, size: int =
 def label_run(run_dir: Path, classes, label_of) -> None:
     """Write the labels a labelled run records: ``label``/``label_id`` per manifest row and
     ``classes.json`` (the format of ailusion's labelled runs)."""
-    from ailusion import dataset
+    from ailusion.rundir import files, manifest
 
-    rows = dataset.read_manifest(run_dir)
+    rows = manifest.read_manifest(run_dir)
     for row in rows.values():
         label = label_of(row)
         row["label"], row["label_id"] = label, list(classes).index(label)
-    dataset.write_manifest(run_dir, rows)
-    dataset.write_json(run_dir / "classes.json", {"classes": list(classes)})
+    manifest.write_manifest(run_dir, rows)
+    files.write_json(run_dir / "classes.json", {"classes": list(classes)})
 
 
 def labelled_run(tmp_path: Path, classes=("circle", "square", "triangle"), per_class=40,

@@ -226,6 +226,84 @@ def test_hook_config_searchpath_adds_a_config_option(entry_point_plugin, tmp_pat
     assert config.generator == {"plugin": "solid", "seed": 7}
 
 
+class NpzReader:
+    """A third-party data format: ``data.npz`` with ``x`` (N, C, H, W), ``y``, ``numbers`` and
+    ``classes``, read behind the training's reader interface."""
+
+    @classmethod
+    def can_read(cls, path):
+        return (Path(path) / "data.npz").is_file()
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with np.load(self.path / "data.npz") as f:
+            self._x, self.labels, self.numbers = f["x"], f["y"], f["numbers"]
+            self.classes = [str(c) for c in f["classes"]]
+        self.preprocessing = {"plugin": "image", "size": 6}
+        self.input_shape = tuple(self._x.shape[1:])
+
+    def __len__(self):
+        return len(self._x)
+
+    def batch(self, positions):
+        return self._x[positions].astype(np.float32), self.labels[positions]
+
+
+class TrainingWatcher:
+    def __init__(self):
+        self.epochs, self.ends = [], []
+
+    @hookimpl
+    def register_data_readers(self):
+        return {"npz": NpzReader}
+
+    @hookimpl
+    def train_epoch_end(self, config, run_dir, row):
+        self.epochs.append((Path(run_dir), dict(row)))
+
+    @hookimpl
+    def train_end(self, config, run_dir, metrics):
+        self.ends.append((Path(run_dir), metrics))
+
+
+@pytest.fixture(scope="module")
+def third_party_training(tmp_path_factory):
+    root = tmp_path_factory.mktemp("npz")
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = rng.random((60, 3, 6, 6), dtype=np.float32) * 0.2 + y[:, None, None, None] * 0.8
+    (root / "data").mkdir()
+    np.savez(root / "data" / "data.npz", x=x, y=y, numbers=np.arange(1, 61),
+             classes=np.array(["dark", "light"]))
+    watcher = TrainingWatcher()
+    pm = get_plugin_manager()
+    pm.register(watcher)
+    metrics = ailusion.train([f"data={root / 'data'}", "train.epochs=3", "train.lr=0.01", "train.batch_size=4",
+                              "model.backend=torch", "progress=false"], run_dir=root / "out", pm=pm)
+    return watcher, metrics, root / "out"
+
+
+def test_hook_register_data_readers_adds_a_format_training_reads(third_party_training):
+    _, metrics, out = third_party_training
+    assert metrics["classes"] == ["dark", "light"]
+    assert metrics["train_images"] + metrics["val_images"] == 60
+    assert metrics["val_accuracy"] == 1.0
+    assert (out / "model_weights.safetensors").is_file()
+
+
+def test_hook_train_epoch_end_gets_each_epochs_history_row(third_party_training):
+    watcher, _, out = third_party_training
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert watcher.epochs == [(out, row) for row in history]
+    assert [row["epoch"] for _, row in watcher.epochs] == [1, 2, 3]
+
+
+def test_hook_train_end_is_called_once_with_the_metrics(third_party_training):
+    watcher, metrics, out = third_party_training
+    assert watcher.ends == [(out, metrics)]
+    assert json.loads((out / "metrics.json").read_text())["objective_value"] == metrics["val_accuracy"]
+
+
 def test_every_hook_has_a_test():
     tested = {name for name in globals() if name.startswith("test_hook_")}
     untested = [h for h in HOOKS if not any(t.startswith(f"test_hook_{h}_") for t in tested)]

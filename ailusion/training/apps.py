@@ -12,31 +12,30 @@ from .. import hydra_files
 from ..errors import AilusionError, ConfigError
 
 
-def command(name: str, argv: list[str]) -> int:
-    """Run the app ``name`` (``train`` or ``evaluate``) with ``argv`` as its overrides."""
-    from .. import cli
-
-    sys.argv = [f"{sys.argv[0]} {name}", *argv]
-    return cli._run_app(lambda: _hydra_app(name))
+_on_error = None  # the CLI's handler of a job's error (see hydra_app)
 
 
-def _hydra_app(name: str) -> None:
+def hydra_app(name: str, on_error=None) -> None:
+    """Run the Hydra app ``name`` (``train`` or ``evaluate``) on ``sys.argv``; a job's error
+    goes to ``on_error(exc)`` (the CLI prints it as one line) instead of Hydra."""
+    global _on_error
     import hydra
     from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
 
     register()
+    _on_error = on_error
     task = {"train": train_task, "evaluate": evaluate_task}[name]
     hydra.main(version_base="1.3", config_path="pkg://ailusion.conf",
                config_name=f"{name}_app")(task)()
 
 
 def _run(config, work):
-    """Run ``work(out_dir, pm)`` as a job: Hydra's files written once it starts, errors as one
-    line (see :func:`ailusion.cli._task`)."""
+    """Run ``work(out_dir, pm, subdir)`` as a job; a job refused before it started leaves no
+    run dir behind."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .. import cli, rundir
     from ..manager import get_plugin_manager
+    from ..rundir.claim import discard_if_unused
 
     runtime = HydraConfig.get()
     out_dir = Path(runtime.runtime.output_dir)
@@ -45,11 +44,10 @@ def _run(config, work):
     try:
         return work(out_dir, pm, subdir)
     except BaseException as exc:
-        rundir.discard_if_unused(out_dir)  # a job refused before it started leaves nothing
-        if not cli._one_line_errors or not isinstance(exc, Exception):
+        discard_if_unused(out_dir)
+        if _on_error is None or not isinstance(exc, Exception):
             raise
-        print(f"ailusion: error: {cli.error_line(exc)}", file=sys.stderr)
-        sys.exit(1)
+        _on_error(exc)
 
 
 def _write_hydra_files(config, out_dir: Path, subdir) -> None:
@@ -75,7 +73,8 @@ def evaluate_task(config) -> float:
     images, preprocessed as their training data was."""
     from omegaconf import OmegaConf
 
-    from .. import dataset, rundir
+    from ..rundir import files
+    from ..rundir.claim import RUN_FILE
     from . import evaluation, job, plots
     from .data import open_data
 
@@ -87,7 +86,7 @@ def evaluate_task(config) -> float:
             raise ConfigError("weights", f"no such file: {weights}")
         record = job.read_record(weights.parent / job.TRAINING_RECORD)
         if record is None:  # weights a generation run wrote
-            made = job.read_record(weights.parent / rundir.RUN_FILE) or {}
+            made = job.read_record(weights.parent / RUN_FILE) or {}
             record = {k: made.get("config", {}).get(k) for k in ("model", "preprocessor")}
         if config.data is not None:
             record["preprocessor"] = open_data(config.data, pm).preprocessing
@@ -117,7 +116,7 @@ def evaluate_task(config) -> float:
         }
         plots.confusion(np.asarray(scores["confusion"]), classes, out_dir / "confusion.png",
                         f"eval: {folder.path.name} — accuracy {scores['accuracy']:.3f}")
-        dataset.write_json(out_dir / "metrics.json", metrics)
+        files.write_json(out_dir / "metrics.json", metrics)
         print(f"ailusion: eval accuracy {scores['accuracy']:.3f} on {scores['count']} images; "
               f"outputs in {out_dir}", file=sys.stderr)
         return scores["accuracy"]

@@ -21,7 +21,8 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .. import dataset, rundir
+from ..rundir import manifest
+from ..rundir.claim import RUN_FILE
 from ..errors import AilusionError
 
 LABELLED_HOW = (
@@ -63,11 +64,11 @@ class RunDirReader:
     and ``preprocessed.npy`` in the order of ``preprocessed_index.json``. Flagged images (black,
     NSFW, NaN) are left out."""
 
-    NEEDED = (rundir.RUN_FILE, dataset.MANIFEST, "preprocessed_index.json", "preprocessed.npy")
+    NEEDED = (RUN_FILE, manifest.MANIFEST, "preprocessed_index.json", "preprocessed.npy")
 
     @classmethod
     def can_read(cls, path: Path) -> bool:
-        return (Path(path) / dataset.MANIFEST).is_file()
+        return (Path(path) / manifest.MANIFEST).is_file()
 
     def __init__(self, path: Path):
         self.path = path = Path(path)
@@ -80,7 +81,7 @@ class RunDirReader:
         self.classes = list(classes)
         self.preprocessing = _recorded_preprocessor(path)
         order = _read_json(path / "preprocessed_index.json")
-        rows = {row.get("file_name"): row for row in dataset.read_manifest(path).values()}
+        rows = {row.get("file_name"): row for row in manifest.read_manifest(path).values()}
         shape, dtype, self._offset = _npy_layout(path / "preprocessed.npy")
         if not isinstance(order, list) or len(order) != shape[0]:
             raise AilusionError(
@@ -92,7 +93,7 @@ class RunDirReader:
         for position, name in enumerate(order):
             row = rows.get(name)
             if row is None:
-                raise AilusionError(f"data: {path}: {name} has no row in {dataset.MANIFEST}")
+                raise AilusionError(f"data: {path}: {name} has no row in {manifest.MANIFEST}")
             if row.get("flagged"):
                 continue
             keep.append(position)
@@ -140,10 +141,10 @@ def _read_json(path: Path):
 
 
 def _recorded_preprocessor(path: Path) -> dict:
-    record = _read_json(path / rundir.RUN_FILE)
+    record = _read_json(path / RUN_FILE)
     node = record.get("config", {}).get("preprocessor") if isinstance(record, dict) else None
     if not isinstance(node, dict) or not isinstance(node.get("plugin"), str):
-        raise AilusionError(f"data: {path / rundir.RUN_FILE} does not record its preprocessor")
+        raise AilusionError(f"data: {path / RUN_FILE} does not record its preprocessor")
     return node
 
 
@@ -181,7 +182,7 @@ def open_reader(path, pm=None) -> DataReader:
     for reader in readers(pm):
         if reader.can_read(path):
             return reader(path)
-    raise AilusionError(f"data: {path} holds no dataset ailusion can read (no {dataset.MANIFEST})")
+    raise AilusionError(f"data: {path} holds no dataset ailusion can read (no {manifest.MANIFEST})")
 
 
 class Data:

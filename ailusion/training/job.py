@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from .. import dataset
+from ..rundir import files
 from ..errors import AilusionError, ConfigError
 from ..stages import StageContext
 from . import evaluation, loop, plots, settings
@@ -142,7 +142,7 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
     objective = plan.objective_for(folder is not None)
     metrics = {"objective": objective, "objective_value": float(metrics[objective]), **metrics}
     model.save(out_dir)
-    dataset.write_json(out_dir / TRAINING_RECORD, {
+    files.write_json(out_dir / TRAINING_RECORD, {
         "data": fingerprint["data"], "classes": classes, "input_shape": list(data.input_shape),
         "preprocessor": data.preprocessing, "model": fingerprint["model"],
     })
@@ -154,7 +154,7 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
         f"{'eval: ' + folder.path.name if evaluated else 'validation'} — accuracy "
         f"{metrics['eval_accuracy' if evaluated else 'val_accuracy']:.3f}",
     )
-    dataset.write_json(out_dir / "metrics.json", metrics)
+    files.write_json(out_dir / "metrics.json", metrics)
     pm.hook.train_end(config=config, run_dir=out_dir, metrics=metrics)
     return metrics
 

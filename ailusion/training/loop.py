@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dataset
+from ..rundir import files
 from ..errors import AilusionError
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def fit(model, data, train_pos, val_pos, plan, out_dir: Path, fingerprint: dict,
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
+    fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))  # as it is read back
     history = resume(model, out_dir, fingerprint)
     _write_history(out_dir, history)
     good = model.train_state() if history else None
@@ -128,7 +129,7 @@ def save_checkpoint(out_dir: Path, state: dict, fingerprint: dict, history: list
     metadata = {"fingerprint": json.dumps(fingerprint, sort_keys=True),
                 "history": json.dumps(history)}
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-    dataset.write_bytes(out_dir / CHECKPOINT, save(arrays, metadata))
+    files.write_bytes(out_dir / CHECKPOINT, save(arrays, metadata))
 
 
 def resume(model, out_dir: Path, fingerprint: dict) -> list[dict]:
@@ -162,5 +163,5 @@ def resume(model, out_dir: Path, fingerprint: dict) -> list[dict]:
 
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:
-    with dataset.atomic_path(out_dir / HISTORY) as tmp:
+    with files.atomic_path(out_dir / HISTORY) as tmp:
         tmp.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")

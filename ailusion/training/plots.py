@@ -17,7 +17,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    from ..dataset import atomic_path
+    from ..rundir.files import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

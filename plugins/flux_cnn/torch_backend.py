@@ -30,10 +30,11 @@ def torch_layout(array: np.ndarray) -> np.ndarray:
 
 
 def flux_layout(array: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`torch_layout`: a PyTorch-layout tensor in Flux's layout."""
+    """The inverse of :func:`torch_layout`: a PyTorch-layout tensor in Flux's layout, always a
+    copy (a tensor's ``.numpy()`` shares its memory, which training goes on updating)."""
     if array.ndim == 4:
-        return np.ascontiguousarray(array.transpose(3, 2, 1, 0)[::-1, ::-1])
-    return np.ascontiguousarray(array)
+        array = array.transpose(3, 2, 1, 0)[::-1, ::-1]
+    return np.array(array, order="C", copy=True)
 
 
 def torch_device(device: str) -> str:
