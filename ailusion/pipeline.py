@@ -109,12 +109,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
 
     # 3. Find the images a previous run completed; load the models, the model first so juliacall
     #    can load before torch; only then write (a failure so far leaves the dir as it was)
-    previous = manifest.read_manifest(run_dir)
-    done = {
-        r.index: previous[r.index]
-        for r in requests
-        if r.index in previous and manifest.is_complete(run_dir, previous[r.index])
-    }
+    done = manifest.complete_rows(run_dir, requests)
     model.setup(preprocessor.output_shape)
     todo = [r for r in requests if r.index not in done]
     if todo:

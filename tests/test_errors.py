@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from fake_plugins import FAST, plugin_manager
 from test_lock import lock_in_other_process
+from test_trust import SCENARIOS as TRUST_SCENARIOS
 
 import ailusion
 from ailusion.rundir import claim, files, manifest
@@ -183,6 +184,9 @@ API_SCENARIOS = {
     "disk-write-fails": _failing_write,
     "different-config": lambda run_dir, _: _different_config(run_dir),
 }
+
+
+API_SCENARIOS.update(TRUST_SCENARIOS)
 
 
 def test_every_row_has_a_test():

@@ -88,7 +88,7 @@ def test_run_that_failed_part_way_resumes_to_the_same_files(tmp_path, monkeypatc
         calls.append(path)
         if len(calls) == 6:
             raise AilusionError(f"{path}: cannot write: No space left on device")
-        real_save(image, path, *args, **kwargs)
+        return real_save(image, path, *args, **kwargs)
 
     monkeypatch.setattr(files, "save_png", failing_save)
     with pytest.raises(AilusionError, match="No space left on device"):

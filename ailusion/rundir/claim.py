@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import AilusionError
-from . import files, manifest
+from . import files, manifest, records
 
 LOCK_FILE = ".ailusion.lock"
 RUN_FILE = ".ailusion.json"
@@ -38,11 +38,37 @@ def fingerprint(config, requests) -> dict:
     except OmegaConfBaseException as exc:
         message = str(exc).splitlines()[0]
         raise AilusionError(f"{getattr(exc, 'full_key', None) or 'config'}: {message}") from None
+    # The prompts file counts by its content, not its path: the same path holding other text is
+    # another run, and the same text moved elsewhere is the same run.
+    prompts_file = values.pop("prompts_file", None)
+    record = {"config": values, "requests_sha256": requests_digest(requests),
+              "prompts_sha256": prompts_digest(prompts_file)}
+    return _comparable(json.loads(json.dumps(record, sort_keys=True)))
+
+
+def requests_digest(requests) -> str:
+    """The sha256 of the planned images (number, prompt, negative prompt, seed, source)."""
     planned = [[r.index, r.prompt, r.negative_prompt, r.seed, r.source] for r in requests]
-    digest = hashlib.sha256(json.dumps(planned).encode("utf-8")).hexdigest()
-    return _comparable(
-        json.loads(json.dumps({"config": values, "requests_sha256": digest}, sort_keys=True))
-    )
+    return hashlib.sha256(json.dumps(planned).encode("utf-8")).hexdigest()
+
+
+def request_of(row: dict):
+    """The :class:`ailusion.stages.ImageRequest` a manifest row was made for."""
+    from dataclasses import fields
+
+    from ..stages import ImageRequest
+
+    return ImageRequest(**{f.name: row.get(f.name) for f in fields(ImageRequest)})
+
+
+def prompts_digest(prompts_file) -> str | None:
+    """The sha256 of the prompts file's bytes (None without one)."""
+    if not prompts_file:
+        return None
+    try:
+        return hashlib.sha256(Path(prompts_file).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise AilusionError(f"prompts_file: cannot read {prompts_file}: {exc.strerror}") from None
 
 
 def _comparable(record: dict) -> dict:
@@ -64,6 +90,11 @@ def claim(run_dir: Path, record: dict) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AilusionError(f"{run_dir}: cannot create the run dir: {exc.strerror}") from None
+    for name in (LOCK_FILE, RUN_FILE, manifest.MANIFEST):
+        if (run_dir / name).is_symlink():  # opening it would write where it points
+            raise records.UnsafePathError(
+                f"{run_dir / name}: is a symlink; a run dir's own files must be plain files"
+            )
     lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
@@ -98,10 +129,10 @@ def _check_same_run(run_dir: Path, record: dict) -> None:
                 "pick another hydra.run.dir"
             )
         return
-    try:
-        previous = _comparable(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        previous = {}
+    recovery = (f"{run_dir} cannot be resumed: move it away (or delete it) to start over, "
+                "or pick another hydra.run.dir")
+    previous = _comparable(records.check_run_record(records.read_json(path, recovery), path,
+                                                    recovery))
     if previous != record:
         raise AilusionError(
             f"{run_dir}: holds a run of another config ({_difference(previous, record)}); "
@@ -115,6 +146,8 @@ def _difference(old: dict, new: dict) -> str:
     for key in sorted(before.keys() | after.keys()):
         if before.get(key, "<unset>") != after.get(key, "<unset>"):
             return f"{key}: {before.get(key, '<unset>')!r} there, {after.get(key, '<unset>')!r} now"
+    if old.get("prompts_sha256") != new.get("prompts_sha256"):
+        return "the prompts file's content differs"
     return "its prompts or seeds differ"
 
 
@@ -141,7 +174,7 @@ def discard_if_unused(run_dir: Path) -> None:
     lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
-    except Timeout:
+    except (Timeout, OSError):  # held by another run, or not a lock this run can take
         return
     try:
         shutil.rmtree(run_dir / ".hydra", ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from .. import png
 from ..errors import AilusionError
+from . import records
 
 # mkstemp creates files 0600; outputs get the permissions any other new file would.
 _UMASK = os.umask(0)
@@ -44,9 +45,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes) -> str:
     """Write ``data`` to ``path`` atomically: one new temporary file beside it (made with the
-    permissions of any new file), one write, one rename."""
+    permissions of any new file), one write, one rename. Returns its sha256 (what the manifest
+    records)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
@@ -58,14 +60,22 @@ def write_bytes(path: Path, data: bytes) -> None:
             tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise AilusionError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        raise write_error(path, exc) from exc
+    return records.sha256_bytes(data)
+
+
+def write_error(path: Path, exc: OSError) -> AilusionError:
+    """The one-line error for a file that could not be written, naming the file (not its
+    temporary name): a full disk, a read-only dir, missing permissions."""
+    return AilusionError(f"{path}: cannot write: {exc.strerror or exc}")
 
 
 def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | None = None,
-             strategy: str = "rle", encoder: str = "pillow") -> None:
+             strategy: str = "rle", encoder: str = "pillow") -> str:
     """Write ``image`` as a PNG atomically, with ``text`` as PNG text chunks, encoded in memory
-    by ``encoder`` and written in one piece; see :func:`ailusion.png.encode`."""
-    write_bytes(path, png.encode(image, text, encoder, compress_level, strategy))
+    by ``encoder`` and written in one piece; see :func:`ailusion.png.encode`. Returns the file's
+    sha256."""
+    return write_bytes(path, png.encode(image, text, encoder, compress_level, strategy))
 
 
 def json_safe(value: Any) -> Any:
@@ -81,5 +91,4 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` to ``path`` as indented JSON (NaN as null), atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(json_safe(value), indent=1) + "\n", encoding="utf-8")
+    write_bytes(path, (json.dumps(json_safe(value), indent=1) + "\n").encode("utf-8"))

@@ -10,9 +10,12 @@ are not rows.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from .files import atomic_path, json_safe
+from ..errors import AilusionError
+from . import records
+from .files import json_safe, write_bytes, write_error
 
 MANIFEST = "metadata.jsonl"
 
@@ -26,62 +29,129 @@ def preprocessed_name(index: int) -> str:
 
 
 def dumps_row(row: dict) -> str:
-    """One manifest line (sorted keys, so equal rows are equal bytes)."""
-    return json.dumps(json_safe(row), sort_keys=True, allow_nan=False) + "\n"
+    """One manifest line (sorted keys, so equal rows are equal bytes), sealed with the digest of
+    its content (:func:`ailusion.rundir.records.seal`), so that a row edited by hand shows."""
+    return json.dumps(records.seal(json_safe(row)), sort_keys=True, allow_nan=False) + "\n"
 
 
-def read_manifest(run_dir: Path) -> dict[int, dict]:
-    """Return the manifest rows of ``run_dir`` by image index (a torn last line is ignored)."""
+def read_manifest(run_dir: Path, strict: bool = False) -> dict[int, dict]:
+    """The manifest rows of ``run_dir`` by image index, each checked by
+    :func:`ailusion.rundir.records.check_row` (a row naming a path outside the dir, or of the wrong
+    shape, is refused in one line). A line that is not JSON (the torn last line of a killed run)
+    is skipped, its image made again, unless ``strict`` (a finished dir, as merge reads it)."""
     rows: dict[int, dict] = {}
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         return rows
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    recovery = "fix or delete that line (its image is then made again)"
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise AilusionError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
-            rows[int(row["index"])] = row
-        except (ValueError, KeyError, TypeError):
+        except ValueError as exc:
+            if strict:
+                raise records.corrupt(f"{path}:{number}", f"not JSON: {exc}", recovery) from None
             continue
+        records.check_row(row, run_dir, f"{path}:{number}", recovery)
+        if row["index"] in rows:
+            raise records.corrupt(f"{path}:{number}", f"a second row for image {row['index']}",
+                                  recovery)
+        rows[row["index"]] = row
     return rows
 
 
-def is_complete(run_dir: Path, row: dict) -> bool:
-    """True when every file a manifest row names is inside ``run_dir`` and decodes as an image."""
-    from PIL import Image
+def damage(run_dir: Path, row: dict) -> str | None:
+    """Why ``row`` (checked by :func:`read_manifest`) cannot be kept, or None when it is as it was
+    written: sealed, and every file it names there with the sha256 recorded for it."""
+    if not records.is_sealed(row):
+        return "its row was changed after it was written"
+    for name, digest in records.files_of(row):
+        if digest is None:
+            return f"its row records no sha256 for {name}"
+        found = records.sha256_file(records.safe_path(run_dir, name, MANIFEST, name))
+        if found is None:
+            return f"{name} is missing"
+        if found != digest:
+            return f"{name} differs from the file written (sha256 {found[:12]}…, " \
+                   f"recorded {digest[:12]}…)"
+    return None
 
-    for key in ("file_name", "preprocessed_file_name"):
-        name = row.get(key)
-        if not isinstance(name, str) or Path(name).name != name:
-            return False
-        try:
-            with Image.open(Path(run_dir) / name) as image:
-                image.load()
-        except Exception:  # missing, truncated or not an image: it is made again
-            return False
-    return True
+
+def is_complete(run_dir: Path, row: dict) -> bool:
+    """True when ``row`` and every file it names are as they were written (see :func:`damage`)."""
+    return damage(run_dir, row) is None
 
 
 def write_manifest(run_dir: Path, rows: dict[int, dict]) -> None:
     """Replace the manifest with ``rows``, sorted by index, in one atomic rename."""
-    with atomic_path(Path(run_dir) / MANIFEST) as tmp:
-        tmp.write_text("".join(dumps_row(rows[i]) for i in sorted(rows)), encoding="utf-8")
+    text = "".join(dumps_row(rows[i]) for i in sorted(rows))
+    write_bytes(Path(run_dir) / MANIFEST, text.encode("utf-8"))
 
 
 class ManifestWriter:
-    """Appends manifest rows, one complete JSON line at a time, flushed as written."""
+    """Appends manifest rows, each one whole or not at all: a line the disk could not take is cut
+    off again before the error is raised, so the manifest never ends in a torn row."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._file = open(self.run_dir / MANIFEST, "a", encoding="utf-8")
+        self.path = self.run_dir / MANIFEST
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        self._size = os.fstat(self._fd).st_size
 
     def append(self, row: dict) -> None:
-        self._file.write(dumps_row(row))
-        self._file.flush()
+        data = dumps_row(row).encode("utf-8")
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as exc:
+            os.ftruncate(self._fd, self._size)
+            raise write_error(self.path, exc) from exc
+        self._size += len(data)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def finalize(self, rows: dict[int, dict]) -> None:
         """Rewrite the manifest sorted by index, so a resumed run ends as an uninterrupted one."""
         self.close()
         write_manifest(self.run_dir, rows)
+
+
+def complete_rows(run_dir: Path, requests) -> dict[int, dict]:
+    """The rows of ``run_dir``'s manifest that a resumed run keeps, by image index: each one
+    planned, as it was written (sealed) and with its files' recorded sha256. Any other image is
+    made again, with a warning saying why when its row was there."""
+    import warnings
+
+    previous = read_manifest(run_dir)
+    done = {}
+    for request in requests:
+        row = previous.get(request.index)
+        if row is None:
+            continue
+        reason = damage(run_dir, row) or _unplanned(row, request)
+        if reason is None:
+            done[request.index] = row
+        else:
+            warnings.warn(f"{run_dir / MANIFEST}: image {request.index}: {reason}; "
+                          "it is made again")
+    return done
+
+
+def _unplanned(row: dict, request) -> str | None:
+    for key in ("prompt", "negative_prompt", "seed", "source"):
+        planned = getattr(request, key)
+        if planned is not None and row.get(key) != planned:
+            return f"its row's {key} is {row.get(key)!r}, the run plans {planned!r}"
+    return None

@@ -10,7 +10,6 @@ run would have written, and resumes as one. ``OUT_DIR`` appears only once it is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -21,8 +20,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..errors import AilusionError
-from ..stages import ImageRequest
-from . import claim, files, manifest
+from . import claim, files, manifest, records
 from .sheets import write_contact_sheet
 
 #: What a finished run dir holds beside its images (the record of its config comes first).
@@ -31,24 +29,54 @@ NEEDED = (claim.RUN_FILE, manifest.MANIFEST, "preprocessed_index.json", "predict
 
 
 def _read_shard(path: Path) -> dict:
-    """A finished run dir's config, manifest rows, array order and predictions."""
+    """A finished run dir's record, manifest rows, array order and predictions, each checked:
+    paths stay inside the shard, rows are as written and name files with their recorded sha256."""
     missing = [name for name in NEEDED if not (path / name).is_file()]
     if missing:
         raise AilusionError(f"{path}: not a finished ailusion run dir (no {missing[0]})")
-    rows, order = manifest.read_manifest(path), _read_json(path / "preprocessed_index.json")
+    for name in NEEDED:
+        records.safe_path(path, name, path, "its file")  # a symlink out of the shard is refused
+    record_path = path / claim.RUN_FILE
+    record = records.check_run_record(records.read_json(record_path, RECOVER), record_path,
+                                      RECOVER)
+    rows = manifest.read_manifest(path, strict=True)
+    for index, row in rows.items():
+        damage = manifest.damage(path, row)
+        if damage:
+            raise AilusionError(f"{path}: image {index}: {damage}; {RECOVER_IMAGE}")
+    order = records.check_index(records.read_json(path / "preprocessed_index.json"),
+                                path / "preprocessed_index.json", path)
     if sorted(order) != sorted(row["file_name"] for row in rows.values()):
         raise AilusionError(f"{path}: {manifest.MANIFEST} and preprocessed_index.json disagree")
     if rows and not (path / "preprocessed.npy").is_file():
         raise AilusionError(f"{path}: not a finished ailusion run dir (no preprocessed.npy)")
-    return {"path": path, "config": _read_json(path / claim.RUN_FILE)["config"], "rows": rows,
-            "order": order, "predictions": _read_json(path / "predictions.json")}
+    predictions = records.check_predictions(records.read_json(path / "predictions.json"),
+                                            path / "predictions.json", path)
+    if sorted(p["file_name"] for p in predictions["images"]) != sorted(order):
+        raise AilusionError(f"{path}: predictions.json and preprocessed_index.json disagree")
+    planned = [claim.request_of(rows[i]) for i in sorted(rows)]
+    if claim.requests_digest(planned) != record["requests_sha256"]:
+        raise AilusionError(f"{path}: its rows are not the images its run planned (a prompt, "
+                            f"seed or source in {manifest.MANIFEST} was edited); {RECOVER_IMAGE}")
+    return {"path": path, "record": record, "config": record["config"], "rows": rows,
+            "order": order, "predictions": predictions}
 
 
-def _read_json(path: Path):
+#: How to recover a shard whose records or files are damaged.
+RECOVER = records.RECOVER_RUN
+RECOVER_IMAGE = "run that shard again with the same config to make it again, then merge"
+
+
+def _load_array(path: Path, rows: int, mmap: bool):
+    """An array file of a shard with ``rows`` rows (one per image), or :func:`records.corrupt`."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise AilusionError(f"{path}: not valid JSON ({exc})") from None
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise records.corrupt(path, f"not a readable .npy array: {exc}", RECOVER) from None
+    if array.ndim < 2 or array.shape[0] != rows:
+        raise records.corrupt(path, f"shape {array.shape}, expected one row for each of the "
+                              f"{rows} images", RECOVER)
+    return array
 
 
 def _check_shards(shards: list[dict]) -> int:
@@ -69,6 +97,11 @@ def _check_shards(shards: list[dict]) -> int:
                 f"{shard['path']} was made with another config than {shards[0]['path']} "
                 "(only shard may differ)"
             )
+        if shard["record"].get("prompts_sha256") != shards[0]["record"].get("prompts_sha256"):
+            raise AilusionError(
+                f"{shard['path']} was made from other prompts than {shards[0]['path']} "
+                "(the prompts file's content differs)"
+            )
     num_shards = int(first.get("num_shards", 1))
     missing = set(range(num_shards)) - {int(s["config"].get("shard", 0)) for s in shards}
     if missing:
@@ -85,6 +118,7 @@ def _check_shards(shards: list[dict]) -> int:
 def _place(source: Path, target: Path) -> None:
     if not source.is_file():
         raise AilusionError(f"{source}: missing, the shard is incomplete")
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)  # no copy of the pixels when both dirs share a file system
     except OSError:
@@ -126,8 +160,15 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
         path = shard["path"]
         by_name = {row["file_name"]: row for row in shard["rows"].values()}
         shard_predicted = {p["file_name"]: p for p in shard["predictions"]["images"]}
-        shard_arrays = np.load(path / "preprocessed.npy", mmap_mode="r")
-        shard_logits = np.load(path / "predictions.npy")
+        shard_arrays = _load_array(path / "preprocessed.npy", len(shard["order"]), mmap=True)
+        shard_logits = _load_array(path / "predictions.npy", len(shard["order"]), mmap=False)
+        if shard_logits.shape[1] != len(shards[0]["predictions"]["labels"]):
+            raise records.corrupt(path / "predictions.npy", f"{shard_logits.shape[1]} logits "
+                                  "per image, the labels are "
+                                  f"{len(shards[0]['predictions']['labels'])}", RECOVER)
+        if arrays is not None and shard_arrays.shape[1:] != arrays.shape[1:]:
+            raise AilusionError(f"{path}: preprocessed.npy holds arrays of shape "
+                                f"{shard_arrays.shape[1:]}, the other shards {arrays.shape[1:]}")
         if arrays is None:
             arrays = np.lib.format.open_memmap(
                 out / "preprocessed.npy", mode="w+", dtype=shard_arrays.dtype,
@@ -136,9 +177,10 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
             logits = np.zeros((total, shard_logits.shape[1]), dtype=shard_logits.dtype)
         for position, name in enumerate(shard["order"]):
             row = by_name[name]
-            for key in ("file_name", "preprocessed_file_name"):
+            for key in records.FILE_KEYS:
                 if row.get(key):
-                    _place(path / row[key], out / row[key])
+                    _place(records.safe_path(path, row[key], path / manifest.MANIFEST, key),
+                           records.safe_path(out, row[key], path / manifest.MANIFEST, key))
             arrays[row["index"] - 1] = shard_arrays[position]
             logits[row["index"] - 1] = shard_logits[position]
             rows[row["index"]], predicted[row["index"]] = row, shard_predicted[name]
@@ -157,14 +199,20 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
     write_contact_sheet(out, ordered)
 
     # 3. The record of the unsharded run, so the merged dir resumes as that run's dir would
-    config = OmegaConf.create({**shards[0]["config"], "shard": 0, "num_shards": 1})
-    requests = [ImageRequest(r["index"], r.get("prompt"), r.get("negative_prompt"), r.get("seed"),
-                             r.get("source")) for r in ordered]
-    files.write_json(out / claim.RUN_FILE, claim.fingerprint(config, requests))
+    requests = [claim.request_of(row) for row in ordered]
+    files.write_json(out / claim.RUN_FILE, {
+        **shards[0]["record"], "config": {**shards[0]["config"], "shard": 0, "num_shards": 1},
+        "requests_sha256": claim.requests_digest(requests),
+    })
     hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
     if hydra_config.is_file():
+        records.safe_path(shards[0]["path"], ".hydra/config.yaml", shards[0]["path"], "its file")
+        try:
+            saved = OmegaConf.merge(OmegaConf.load(hydra_config), {"shard": 0, "num_shards": 1})
+        except Exception as exc:  # YAML or OmegaConf errors alike: the file is damaged
+            reason = " ".join(str(exc).split())
+            raise records.corrupt(hydra_config, f"not a config: {reason}", RECOVER) from None
         (out / ".hydra").mkdir()
-        saved = OmegaConf.merge(OmegaConf.load(hydra_config), {"shard": 0, "num_shards": 1})
         OmegaConf.save(saved, out / ".hydra" / "config.yaml")
     _copy_run_files(out, [s["path"] for s in shards])
 
@@ -174,6 +222,9 @@ def _copy_run_files(out: Path, shard_dirs: list[Path]) -> None:
     one config, so these are the same in each."""
     for source in sorted(shard_dirs[0].iterdir()):
         name = source.name
+        for shard_dir in shard_dirs:  # no symlink leads out of a shard
+            if (shard_dir / name).is_symlink():
+                records.safe_path(shard_dir, name, shard_dir, "its file")
         if (source.is_file() and not name.startswith((".", "contact_sheet"))
                 and not name.endswith(".log") and not (out / name).exists()
                 and all((d / name).is_file() for d in shard_dirs[1:])):

@@ -7,6 +7,7 @@ its image's files are complete.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections import deque
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AilusionError
 from ..threads import yield_to_generation
 from . import files, manifest
-from .files import atomic_path
+from .records import FILE_KEYS
 from .sheets import ContactSheets
 
 
@@ -66,20 +68,14 @@ class Outputs:
     def add_batch(self, batch, images, arrays: np.ndarray, logits: np.ndarray) -> None:
         """Record one processed batch of ``(request, generated, previous_row)`` triples, with
         each one's image (generated now, or read back for a complete one)."""
-        if self._array_file is None:
-            # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
-            # keep every written page in this process's resident memory until the end.
-            self._array_file = open(self._array_tmp, "wb")
-            np.lib.format.write_array_header_2_0(self._array_file, {
-                "descr": np.lib.format.dtype_to_descr(arrays.dtype),
-                "fortran_order": False,
-                "shape": (self.total, *arrays.shape[1:]),
-            })
+        try:
+            self._write_arrays(arrays)
+        except OSError as exc:  # named as the file it becomes, not its temporary name
+            raise files.write_error(self.run_dir / "preprocessed.npy", exc) from exc
         probabilities = softmax(logits.astype(np.float64))
         for i, (request, generated, previous) in enumerate(batch):
             position = len(self.order)
             self.order.append(request.index)
-            self._array_file.write(np.ascontiguousarray(arrays[i]).tobytes())
             self.logits[position] = logits[i]
             row = dict(previous) if previous else self._new_row(request, generated)
             top = int(np.argmax(probabilities[i]))
@@ -90,22 +86,35 @@ class Outputs:
                 logits=[float(x) for x in logits[i]] if finite else None,
                 flagged=row.get("flagged") or (None if finite else "nan"),
             )
-            futures = []
+            futures = []  # (the row key of the file's sha256, the write returning it)
             if generated is not None:
                 text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
-                futures.append(self._submit(
+                futures.append((FILE_KEYS["file_name"], self._submit(
                     files.save_png, generated.image, self.run_dir / row["file_name"], text=text,
                     **self.png,
-                ))
+                )))
             view = self.preprocessor.to_image(arrays[i])
             if previous is None:
-                futures.append(self._submit(
+                futures.append((FILE_KEYS["preprocessed_file_name"], self._submit(
                     files.save_png, view, self.run_dir / row["preprocessed_file_name"], **self.png
-                ))
+                )))
             self.sheets.add(row, images[i], view)
             self.rows[request.index] = row
             self._pending.append((row, futures))
         self._drain(block=False)
+
+    def _write_arrays(self, arrays: np.ndarray) -> None:
+        if self._array_file is None:
+            # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
+            # keep every written page in this process's resident memory until the end.
+            self._array_file = open(self._array_tmp, "wb")
+            np.lib.format.write_array_header_2_0(self._array_file, {
+                "descr": np.lib.format.dtype_to_descr(arrays.dtype),
+                "fortran_order": False,
+                "shape": (self.total, *arrays.shape[1:]),
+            })
+        for array in arrays:
+            self._array_file.write(np.ascontiguousarray(array).tobytes())
 
     def _new_row(self, request, generated) -> dict:
         info = dict(generated.info)
@@ -126,10 +135,10 @@ class Outputs:
         }
 
     def _drain(self, block: bool) -> None:
-        while self._pending and (block or all(f.done() for f in self._pending[0][1])):
+        while self._pending and (block or all(f.done() for _, f in self._pending[0][1])):
             row, futures = self._pending.popleft()
-            for future in futures:
-                future.result()  # re-raises a failed write
+            for digest_key, future in futures:
+                row[digest_key] = future.result()  # re-raises a failed write
             if futures:  # a skipped image's row is in the manifest already
                 self._manifest.append(row)
             if self.hook is not None:
@@ -143,11 +152,14 @@ class Outputs:
             future.result()
         self._pool.shutdown()
         if self._array_file is not None:
-            self._array_file.close()
+            try:
+                self._array_file.close()
+            except OSError as exc:
+                raise files.write_error(self.run_dir / "preprocessed.npy", exc) from exc
             os.replace(self._array_tmp, self.run_dir / "preprocessed.npy")
-        with atomic_path(self.run_dir / "predictions.npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, self.logits)
+        encoded = io.BytesIO()
+        np.save(encoded, self.logits)
+        files.write_bytes(self.run_dir / "predictions.npy", encoded.getvalue())
         sources = [self.rows[i]["file_name"] for i in self.order]
         files.write_json(self.run_dir / "preprocessed_index.json", sources)
         files.write_json(self.run_dir / "predictions.json", {
@@ -164,13 +176,21 @@ class Outputs:
         """Stop after a failure: finish the writes under way, drop the partial arrays."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         # Keep what is complete, in order, up to the first failed write: a rerun skips it.
-        while self._pending and all(_succeeded(f) for f in self._pending[0][1]):
-            row, futures = self._pending.popleft()
-            if futures:
-                self._manifest.append(row)
+        try:
+            while self._pending and all(_succeeded(f) for _, f in self._pending[0][1]):
+                row, futures = self._pending.popleft()
+                for digest_key, future in futures:
+                    row[digest_key] = future.result()
+                if futures:
+                    self._manifest.append(row)
+        except AilusionError:  # the disk is full: the row was not written, its image is redone
+            pass
         self._manifest.close()
         if self._array_file is not None:
-            self._array_file.close()
+            try:
+                self._array_file.close()
+            except OSError:  # a full disk cannot take the buffered rest: it is dropped anyway
+                pass
         self._array_tmp.unlink(missing_ok=True)
 
 
