@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import AilusionError
-from .threads import yield_to_generation
+from .threads import one_intra_op_thread, yield_to_generation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .rundir.outputs import Outputs
@@ -32,11 +32,14 @@ class Consumer:
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=2 * batch_size)
         self._thread = threading.Thread(target=self._run, name="ailusion-consumer", daemon=True)
-        self._stopped = threading.Event()
+        self._stopped, self._started = threading.Event(), threading.Event()
         outputs.hook = lambda row: pm.hook.image_written(record=row, run_dir=outputs.run_dir)
 
     def __enter__(self) -> "Consumer":
         self._thread.start()
+        # The generating thread waits while the worker sets its threads up: torch's process-wide
+        # thread count changes for a moment then, and the generating thread's must not.
+        self._started.wait()
         return self
 
     def put(self, request, generated) -> None:
@@ -67,7 +70,11 @@ class Consumer:
             raise self.error
 
     def _run(self) -> None:
-        yield_to_generation()
+        try:
+            yield_to_generation()
+            one_intra_op_thread()
+        finally:
+            self._started.set()
         batch: list = []
         try:
             while not self._stopped.is_set():

@@ -119,7 +119,7 @@ class Outputs:
     def _new_row(self, request, generated) -> dict:
         info = dict(generated.info)
         flagged = info.pop("flagged", None)
-        if flagged is None and max(hi for _, hi in _extrema(generated.image)) == 0:
+        if flagged is None and is_black(generated.image):
             flagged = "black"
         return {
             "file_name": manifest.generated_name(request.index),
@@ -204,8 +204,7 @@ def _succeeded(future: Future) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
 
 
-def _extrema(image):
-    extrema = image.getextrema()
-    return extrema if isinstance(extrema[0], tuple) else (extrema,)
-
-
+def is_black(image) -> bool:
+    """True when every band of every pixel of ``image`` is 0. Unlike ``getextrema``, which reads
+    every pixel, ``getbbox`` stops at the first row with a pixel that is not."""
+    return image.getbbox(alpha_only=False) is None

@@ -1,0 +1,106 @@
+"""The worker side's per-image work: torch threads, the black check, contact-sheet thumbnails."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from fake_plugins import FAST, MeanModel, plugin_manager
+from PIL import Image
+
+import ailusion
+from ailusion import hookimpl
+from ailusion.rundir.outputs import is_black
+from ailusion.rundir.sheets import THUMB, _thumbnail
+
+torch = pytest.importorskip("torch")
+
+
+class ThreadCountingModel(MeanModel):
+    """Model ``counting``: records torch's thread count on the thread that runs ``forward``."""
+
+    seen: list = []
+
+    def forward(self, batch):
+        self.seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return super().forward(batch)
+
+
+class CountingPlugin:
+    @hookimpl
+    def register_models(self):
+        return {"counting": ThreadCountingModel}
+
+
+def count_in_new_thread() -> int:
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def test_the_forward_pass_runs_on_one_torch_thread_and_leaves_the_others_theirs(tmp_path):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core machine, whatever this one has
+    try:
+        pm = plugin_manager()
+        pm.register(CountingPlugin())
+        ThreadCountingModel.seen = []
+        ailusion.run([*FAST, "prompts=[a,b,c]", "model.plugin=counting", "model.batch_size=1"],
+                     run_dir=tmp_path / "run", pm=pm)
+        assert ThreadCountingModel.seen == [("ailusion-consumer", 1)] * 3
+        assert torch.get_num_threads() == 2  # the generating thread's
+        assert count_in_new_thread() == 2  # what threads started later begin with
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_a_forward_pass_set_to_one_thread_stays_so(tmp_path):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pm = plugin_manager()
+        pm.register(CountingPlugin())
+        ThreadCountingModel.seen = []
+        ailusion.run([*FAST, "prompts=[a]", "model.plugin=counting"], run_dir=tmp_path / "run",
+                     pm=pm)
+        assert [count for _, count in ThreadCountingModel.seen] == [1]
+        assert count_in_new_thread() == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("mode, shape", [("RGB", (5, 7, 3)), ("L", (5, 7)), ("RGBA", (5, 7, 4))])
+def test_is_black_means_every_band_of_every_pixel_is_zero(mode, shape):
+    pixels = np.zeros(shape, np.uint8)
+    assert is_black(Image.fromarray(pixels, mode))
+    for band in range(shape[2] if len(shape) == 3 else 1):
+        one = pixels.copy()
+        one[(-1, -1, band) if len(shape) == 3 else (-1, -1)] = 1  # the last pixel, one band
+        assert not is_black(Image.fromarray(one, mode)), (mode, band)
+
+
+def photo(width: int, height: int) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(0)
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) % 256], -1)
+    return Image.fromarray((pixels + rng.integers(0, 20, pixels.shape)).clip(0, 255).astype(np.uint8))
+
+
+def test_thumbnails_keep_the_aspect_ratio_and_stay_close_to_the_exact_filter():
+    image = photo(512, 512)
+    thumb = _thumbnail(image)
+    assert thumb.size == (THUMB, THUMB)
+    exact = np.asarray(image.resize((THUMB, THUMB), Image.BICUBIC), np.float32)
+    assert np.abs(np.asarray(thumb, np.float32) - exact).mean() < 2.0
+    assert _thumbnail(photo(300, 150)).size == (THUMB, THUMB // 2)
+    assert _thumbnail(photo(150, 300)).size == (THUMB // 2, THUMB)
+
+
+def test_small_thumbnails_are_enlarged_with_hard_edges():
+    small = photo(32, 16)
+    thumb = np.asarray(_thumbnail(small))
+    assert thumb.shape == (48, 96, 3)
+    np.testing.assert_array_equal(thumb, np.asarray(small).repeat(3, 0).repeat(3, 1))
