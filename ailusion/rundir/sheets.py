@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..fonts import font_for, primary
+
 CONTACT_SHEET = "contact_sheet.png"
 THUMB = 96  # side of each thumbnail, in pixels
 THUMB_REDUCING_GAP = 1.5  # Pillow's reducing_gap for thumbnails (see _thumbnail)
@@ -74,18 +76,20 @@ class ContactSheets:
         page, n = divmod(self.count, self.per_sheet)
         if n == 0:
             self._new_sheet(page)
-        font = self._font
         columns = self._columns(page)
         x, y = (n % columns) * _CELL_W, _HEADER + (n // columns) * _CELL_H
         for k, image in enumerate((generated, preprocessed)):
             _paste_thumbnail(self._sheet, image, (x + _PAD + k * (THUMB + _PAD), y + _PAD))
         text_y, draw = y + THUMB + 2 * _PAD, self._draw
-        draw.text((x + _PAD, text_y), _fit(font, _caption(row), _CELL_W - 2 * _PAD),
+        font, caption = font_for(_caption(row))
+        draw.text((x + _PAD, text_y), _fit(font, caption, _CELL_W - 2 * _PAD),
                   fill="red" if row.get("flagged") else "black", font=font)
         prompt = str(row.get("prompt") or row.get("source") or "")
         if prompt not in self._prompt_lines:
-            self._prompt_lines[prompt] = _fit(font, prompt, _CELL_W - 2 * _PAD)
-        draw.text((x + _PAD, text_y + _LINE), self._prompt_lines[prompt], fill="gray", font=font)
+            font, text = font_for(prompt)  # one that has the prompt's script
+            self._prompt_lines[prompt] = font, _fit(font, text, _CELL_W - 2 * _PAD)
+        font, line = self._prompt_lines[prompt]
+        draw.text((x + _PAD, text_y + _LINE), line, fill="gray", font=font)
         self.count += 1
         if self.count == self.shown or n == self.per_sheet - 1:
             self._finish_sheet(page)
@@ -117,11 +121,11 @@ class ContactSheets:
         return max(1, min(COLUMNS, self._on_page(page)))
 
     def _new_sheet(self, page: int) -> None:
-        from PIL import Image, ImageDraw, ImageFont
+        from PIL import Image, ImageDraw
 
         from ..png import PngStream
 
-        font = self._font = self._font or ImageFont.load_default()
+        font = self._font = self._font or primary()
         last = page == len(self.names) - 1
         left_out = self.left_out if last else 0
         lines = max(1, math.ceil(max(self._on_page(page), 1) / self._columns(page)))
