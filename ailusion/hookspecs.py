@@ -43,6 +43,14 @@ def register_models():
 
 
 @hookspec
+def register_config_schemas():
+    """Return ``{"NODE/NAME": dataclass}``: the schema of the config node ``NODE`` (``generator``,
+    ``preprocessor``, ``model``) when its ``plugin`` is ``NAME``. Unknown keys and wrong types then
+    fail before any work, naming the key, and the factory gets the node typed by the dataclass.
+    All results are collected (not firstresult)."""
+
+
+@hookspec
 def config_searchpath():
     """Return a Hydra search-path entry (``"pkg://my_plugin.conf"`` or ``"file://…"``), or a list
     of them, holding YAML options for this plugin's config groups (``generator/my_gen.yaml``).

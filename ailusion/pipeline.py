@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import png
+from . import png, schemas
 from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
@@ -39,13 +39,15 @@ class RunResult:
 
 
 def build_stages(config: DictConfig, context: StageContext, pm):
-    """Resolve and construct the three stages; config errors surface here, before any work."""
+    """Resolve and construct the three stages; config errors surface here, before any work.
+    Each factory gets its node checked against, and typed by, the schema its plugin registered."""
     stages = []
     for stage in ("generator", "preprocessor", "model"):
         name = config[stage].get("plugin")
         factory = resolve(pm, stage, name)
+        node = schemas.typed_node(pm, stage, config[stage])
         try:
-            stages.append(factory(config[stage], context))
+            stages.append(factory(node, context))
         except AilusionError:
             raise
         except Exception as exc:  # a plugin's bug, reported as one line naming the plugin
@@ -57,6 +59,7 @@ def build_stages(config: DictConfig, context: StageContext, pm):
 
 def check_config(config: DictConfig) -> None:
     """Check the ranges of the keys the pipeline itself reads (the schema checks their types)."""
+    schemas.check_config_keys(config)
     if not 0 <= config.png_compress_level <= 9:
         raise ConfigError(
             "png_compress_level", f"must be in [0, 9], got {config.png_compress_level}"

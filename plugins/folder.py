@@ -10,8 +10,9 @@ and the images keep consecutive numbers.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 from ailusion import hookimpl
 from ailusion.errors import AilusionError, ConfigError
@@ -19,6 +20,14 @@ from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FolderConfig:
+    """The keys of ``conf/generator/folder.yaml``."""
+
+    path: Optional[str] = None
+    on_error: str = "skip"
 
 
 class FolderGenerator:
@@ -81,3 +90,9 @@ def load_image(path: Path):
 def register_generators():
     """The ``folder`` generator."""
     return {"folder": FolderGenerator}
+
+
+@hookimpl(trylast=True)
+def register_config_schemas():
+    """The keys and types of the ``generator`` node when its plugin is ``folder``."""
+    return {"generator/folder": FolderConfig}

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -304,6 +305,27 @@ def test_hook_train_end_is_called_once_with_the_metrics(third_party_training):
     assert json.loads((out / "metrics.json").read_text())["objective_value"] == metrics["val_accuracy"]
 
 
+def test_hook_register_config_schemas_checks_and_types_the_stage_node(tmp_path):
+    @dataclass
+    class SolidConfig:
+        seed: int = 0
+
+    class Schema:
+        @hookimpl
+        def register_config_schemas(self):
+            return {"generator/solid": SolidConfig}
+
+    pm = get_plugin_manager()
+    pm.register(ThirdParty(), name="third_party")
+    pm.register(Schema(), name="schema")
+    stages = ["~generator", "+generator.plugin=solid", *STAGES[1:], PROMPTS, "progress=false"]
+    with pytest.raises(ConfigError, match=r"^generator\.sed: unknown key .*plugin 'solid' takes plugin, seed$"):
+        ailusion.run([*stages, "+generator.sed=3"], run_dir=tmp_path / "a", pm=pm)
+    result = ailusion.run([*stages, "+generator.seed='4'"], run_dir=tmp_path / "b", pm=pm)
+    assert json.loads((tmp_path / "b" / "metadata.jsonl").read_text().splitlines()[0])["seed"] == 5
+    assert result.summary["written"] == 3
+
+
 def test_every_hook_has_a_test():
     tested = {name for name in globals() if name.startswith("test_hook_")}
     untested = [h for h in HOOKS if not any(t.startswith(f"test_hook_{h}_") for t in tested)]
@@ -350,8 +372,8 @@ def test_plugins_listing_table_names_hooks_versions_and_origins(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "version", "from", "hooks"]
     rows = {line.split()[0]: line.split(maxsplit=3) for line in lines[1:]}
-    assert rows["stable_diffusion"] == ["stable_diffusion", ailusion.__version__, "ailusion", "register_generators"]
-    assert rows["flux_cnn"][3] == "register_models"
+    assert rows["stable_diffusion"] == ["stable_diffusion", ailusion.__version__, "ailusion", "register_config_schemas, register_generators"]
+    assert rows["flux_cnn"][3] == "register_config_schemas, register_models"
 
 
 def test_plugins_listing_json_without_importing_torch():
@@ -363,7 +385,7 @@ def test_plugins_listing_json_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     *listing, imported = out.stdout.strip().splitlines()
     plugins = {p["name"]: p for p in json.loads("\n".join(listing))}
-    assert plugins["image"]["hooks"] == ["register_preprocessors"]
+    assert plugins["image"]["hooks"] == ["register_config_schemas", "register_preprocessors"]
     assert plugins["image"]["version"] == ailusion.__version__
     assert plugins["image"]["distribution"] == "ailusion"
     assert imported == "False False"
@@ -466,4 +488,5 @@ def test_the_example_plugin_runs_a_pipeline_with_its_config_option(tmp_path):
     assert row["preprocessing"] == {"edges": True, "size": 48}
     listed = {p.name: p for p in get_plugins(get_plugin_manager())}
     assert listed["edges"].distribution == "ailusion-example-plugin"
-    assert listed["edges"].hooks == ("config_searchpath", "register_preprocessors")
+    assert listed["edges"].hooks == (
+        "config_searchpath", "register_config_schemas", "register_preprocessors")

@@ -340,11 +340,11 @@ BAD_OPTIONS = [
      "std: every value must be positive (it divides), got [0.2, 0.0, 0.2]"),
     ({"mean": [0.5, 0.5, 0.5]}, "std: mean and std must be given together"),
     ({"std": [0.5, 0.5, 0.5]}, "mean: mean and std must be given together"),
-    ({**STATS, "mean": "half"}, "mean: must be a list of numbers, one per channel, got 'half'"),
+    ({**STATS, "mean": "half"}, "mean: must be a list of numbers or null, got 'half'"),
     ({"dtype": "int8"}, "dtype: must be one of float32, float16, got 'int8'"),
-    ({"grayscale": "yes"}, "grayscale: must be true or false, got 'yes'"),
+    ({"grayscale": "maybe"}, "grayscale: must be true or false, got 'maybe'"),
     ({"grayscale_channels": 2}, "grayscale_channels: must be 1 or 3, got 2"),
-    ({"grayscale_channels": 1.0}, "grayscale_channels: must be 1 or 3, got 1.0"),
+    ({"grayscale_channels": 1.0}, "grayscale_channels: must be an integer, got 1.0"),
     ({"pad_color": 300}, f"pad_color: {PAD} 300"),
     ({"pad_color": [1, 2]}, f"pad_color: {PAD} [1, 2]"),
     ({"reducing_gap": 0.5}, "reducing_gap: must be null or a number >= 1, got 0.5"),
@@ -365,7 +365,8 @@ def test_unknown_option_is_named():
         make(szie=96)
     assert error.value.key == "preprocessor.szie"
     assert str(error.value).startswith(
-        "preprocessor.szie: unknown option; the image preprocessor takes size, mode,"
+        "preprocessor.szie: unknown key (did you mean 'size'?); the image preprocessor takes "
+        "plugin, size, mode,"
     )
 
 

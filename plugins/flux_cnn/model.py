@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 
@@ -19,6 +20,27 @@ BACKENDS = ("auto", "julia", "torch")
 DEVICES = ("auto", "cpu", "cuda")
 _POSITIVE = ("kernel_size", "out_channels", "stride", "pool_size", "num_outputs", "batch_size")
 _noticed: set[str] = set()
+
+
+@dataclass
+class FluxCNNConfig:
+    """The keys of ``conf/model/flux_cnn.yaml`` (which documents each) and their types."""
+
+    backend: str = "auto"
+    device: str = "auto"
+    install_julia: bool = False
+    kernel_size: int = 3
+    out_channels: int = 8
+    activation: str = "relu"
+    stride: int = 1
+    pad: int = 0
+    pooling: Optional[str] = None
+    pool_size: int = 2
+    num_outputs: int = 10
+    labels: Optional[List[str]] = None
+    seed: int = 0
+    weights: Optional[str] = None
+    batch_size: int = 8
 
 
 def _choice(config, key: str, allowed) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
 from ailusion.errors import ConfigError
-from ailusion.options import is_int as _is_int, is_number as _is_number, with_defaults
+from ailusion.options import is_int as _is_int, is_number as _is_number
+from ailusion.schemas import check_node
 
 MODES = ("stretch", "center_crop", "letterbox")
 INTERPOLATIONS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
@@ -13,26 +17,33 @@ PRESETS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
 }
-DEFAULTS = {
-    "size": 224,
-    "mode": "stretch",
-    "interpolation": "bicubic",
-    "pad_color": 0,
-    "reducing_gap": None,
-    "normalize": None,
-    "mean": None,
-    "std": None,
-    "dtype": "float32",
-    "grayscale": False,
-    "grayscale_channels": 1,
-    "num_workers": None,
-}
+
+
+@dataclass
+class ImageConfig:
+    """The keys of ``conf/preprocessor/image.yaml`` (which documents each) and their types."""
+
+    size: Any = 224  # an int or [height, width]
+    mode: str = "stretch"
+    interpolation: str = "bicubic"
+    pad_color: Any = 0  # a gray level or [r, g, b]
+    reducing_gap: Optional[float] = None
+    normalize: Optional[str] = None
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    dtype: str = "float32"
+    grayscale: bool = False
+    grayscale_channels: int = 1
+    num_workers: Optional[int] = None
+
 
 
 def parse_options(config) -> dict:
     """Every option, validated and normalized (``size`` as ``[height, width]``, ``mean``/``std``
     filled from a preset); raises :class:`ConfigError` naming the first bad key."""
-    options = with_defaults(config, DEFAULTS, "preprocessor", "image preprocessor")
+    options = dict(check_node(ImageConfig, config, "preprocessor", "the image preprocessor"))
+    options.pop("plugin", None)
+    options = {key: _plain(value) for key, value in options.items()}
 
     size = options["size"]
     sizes = size if isinstance(size, list) else [size, size]
@@ -90,6 +101,12 @@ def _parse_normalization(options: dict, channels: int) -> None:
         _fail("std", f"every value must be positive (it divides), got {std}")
     if mean is not None:
         options["mean"], options["std"] = [float(v) for v in mean], [float(v) for v in std]
+
+
+def _plain(value):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _fail(key: str, message: str):

@@ -14,7 +14,7 @@ from ailusion.errors import ConfigError
 from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
 from .embeddings import PromptEmbeddings
-from .settings import check_config
+from .settings import StableDiffusionConfig, check_config
 
 
 class StableDiffusionGenerator:
@@ -118,3 +118,9 @@ class StableDiffusionGenerator:
 def register_generators():
     """The ``stable_diffusion`` generator (also behind generator=tiny, sd15, sd_turbo, …)."""
     return {"stable_diffusion": StableDiffusionGenerator}
+
+
+@hookimpl(trylast=True)
+def register_config_schemas():
+    """The keys and types of the ``generator`` node when its plugin is ``stable_diffusion``."""
+    return {"generator/stable_diffusion": StableDiffusionConfig}

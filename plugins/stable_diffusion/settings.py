@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 from ailusion.errors import ConfigError
+
+
+@dataclass
+class StableDiffusionConfig:
+    """The keys of ``conf/generator/stable_diffusion.yaml`` (which documents each) and their types."""
+
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    revision: Optional[str] = None
+    variant: Optional[str] = None
+    scheduler: Optional[str] = None
+    seed: int = 0
+    num_inference_steps: int = 25
+    guidance_scale: float = 7.5
+    negative_prompt: Optional[str] = None
+    height: int = 512
+    width: int = 512
+    num_images_per_prompt: int = 1
+    batch_size: int = 1
+    device: str = "auto"
+    dtype: str = "auto"
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    allow_pickle: bool = False
+    safety_checker: bool = True
+    show_step_progress: bool = False
 
 #: ``scheduler`` name → (diffusers class, extra config). Each is built with ``from_config`` from
 #: the model's own scheduler config, so the model's betas and timestep spacing are kept.

@@ -1,13 +1,24 @@
 """Preprocessor ``edges``: an example third-party ailusion plugin.
 
-Two hooks: ``register_preprocessors`` names the stage, ``config_searchpath`` hands Hydra this
-package's ``conf/`` so that ``preprocessor=edges`` is a config option like the built-in ones.
+Three hooks: ``register_preprocessors`` names the stage, ``register_config_schemas`` declares the
+keys of its config node (so ``preprocessor.szie=64`` fails naming ``size``, and ``size`` arrives
+as an int), and ``config_searchpath`` hands Hydra this package's ``conf/`` so that
+``preprocessor=edges`` is a config option like the built-in ones.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ailusion import hookimpl
 from ailusion.errors import ConfigError
+
+
+@dataclass
+class EdgesConfig:
+    """The keys of ``conf/preprocessor/edges.yaml`` and their types."""
+
+    size: int = 224
 
 
 class EdgesPreprocessor:
@@ -15,9 +26,9 @@ class EdgesPreprocessor:
 
     def __init__(self, config, context):
         # Validate only: the pipeline builds every stage before any work starts.
-        if int(config.size) <= 0:
+        if config.size <= 0:
             raise ConfigError("preprocessor.size", f"must be positive, got {config.size}")
-        self.size = int(config.size)
+        self.size = config.size
         self.output_shape = (1, self.size, self.size)
 
     def settings(self) -> dict:
@@ -44,6 +55,12 @@ class EdgesPreprocessor:
 def register_preprocessors():
     """``preprocessor.plugin: edges`` selects :class:`EdgesPreprocessor`."""
     return {"edges": EdgesPreprocessor}
+
+
+@hookimpl
+def register_config_schemas():
+    """The ``preprocessor`` node, when its plugin is ``edges``, is checked against EdgesConfig."""
+    return {"preprocessor/edges": EdgesConfig}
 
 
 @hookimpl
