@@ -76,7 +76,8 @@ def test_every_default_stage_plugin_registers_a_schema():
 
 
 @pytest.mark.parametrize("group, option", [
-    ("generator", "stable_diffusion"), ("generator", "folder"), ("preprocessor", "image"),
+    ("generator", "stable_diffusion"), ("generator", "folder"), ("generator", "glyphs"),
+    ("preprocessor", "image"),
     ("model", "flux_cnn"), ("preprocessor", "edges"),
 ])
 def test_each_schema_has_the_keys_and_defaults_of_its_yaml(group, option):

@@ -18,7 +18,7 @@ from ailusion.errors import ConfigError
 from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
 from .fonts import resolve_fonts
-from .options import parse_options
+from .options import GlyphsConfig, parse_options
 from .render import render
 
 _REQUEST_FIELDS = {f.name for f in dataclasses.fields(ImageRequest)}
@@ -82,3 +82,9 @@ class GlyphGenerator:
 def register_generators():
     """The ``glyphs`` generator."""
     return {"glyphs": GlyphGenerator}
+
+
+@hookimpl(trylast=True)
+def register_config_schemas():
+    """The keys and types of the ``generator`` node when its plugin is ``glyphs``."""
+    return {"generator/glyphs": GlyphsConfig}

@@ -6,6 +6,9 @@ from the image's seed); ``LIMITS`` gives the range every value must lie in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, List
+
 from ailusion.errors import ConfigError
 from ailusion.options import is_int as _is_int, is_number as _is_number, with_defaults
 
@@ -42,6 +45,35 @@ DEFAULTS = {
     "aspect": 1.0,
     "ink": 255.0,
 }
+
+
+
+@dataclass
+class GlyphsConfig:
+    """The keys of ``conf/generator/glyphs.yaml`` and their types (an augmentation is a number or
+    ``[low, high]``, checked by :func:`parse_range`)."""
+
+    seed: int = 0
+    num_images_per_prompt: int = 1
+    height: int = 28
+    width: int = 28
+    fonts: List[str] = field(default_factory=lambda: ["default", "system"])
+    exclude_fonts: List[str] = field(default_factory=lambda: list(PICTURE_FONTS))
+    supersample: int = 2
+    fit: str = "box"
+    margin: float = 0.1
+    elastic_grid: int = 4
+    rotation: Any = 0.0
+    shear: Any = 0.0
+    scale: Any = 1.0
+    aspect: Any = 1.0
+    translation: Any = 0.0
+    thickness: Any = 0.0
+    elastic: Any = 0.0
+    blur: Any = 0.0
+    noise: Any = 0.0
+    ink: Any = 255.0
+    background: Any = 0.0
 
 
 def _fail(key: str, message: str):
