@@ -88,6 +88,15 @@ def test_bad_value_is_one_line_naming_the_key(key, value):
     assert line.startswith(f"generator.{key}: ") and "\n" not in line, line
 
 
+def test_one_number_is_symmetric_for_signed_keys_and_fixed_for_the_others():
+    gen = generator(rotation=15, shear=0, translation=0.1, blur=0.5, scale=0.9)
+    assert gen.options["rotation"] == (-15.0, 15.0) and gen.options["shear"] == (0.0, 0.0)
+    assert gen.options["translation"] == (-0.1, 0.1)
+    assert gen.options["blur"] == (0.5, 0.5) and gen.options["scale"] == (0.9, 0.9)
+    with pytest.raises(ConfigError, match=r"^generator.rotation: a single number x means"):
+        generator(rotation=-5)
+
+
 def test_every_documented_key_is_known_and_defaulted():
     conf = OmegaConf.load(ailusion.__file__.replace("__init__.py", "") + "../conf/generator/glyphs.yaml")
     assert set(conf) - {"plugin"} == set(DEFAULTS)
@@ -136,9 +145,9 @@ def test_scale_translation_and_rotation_move_the_ink():
     base = ink_box(one("1", height=40, width=40))
     small = ink_box(one("1", height=40, width=40, scale=0.5))
     assert (small[3] - small[1]) < 0.6 * (base[3] - base[1])
-    moved = ink_box(one("1", height=40, width=40, translation=0.2))
+    moved = ink_box(one("1", height=40, width=40, translation=[0.2, 0.2]))
     assert moved[0] - base[0] == pytest.approx(8, abs=1) and moved[1] - base[1] == pytest.approx(8, abs=1)
-    turned = ink_box(one("1", height=40, width=40, rotation=90, aspect=1.0))
+    turned = ink_box(one("1", height=40, width=40, rotation=[90, 90], aspect=1.0))
     assert (turned[2] - turned[0]) > (turned[3] - turned[1])  # a lying "1" is wide
 
 

@@ -1,7 +1,10 @@
 """The options of the ``glyphs`` generator, checked from the config alone (no font opened).
 
-Each augmentation is a number (always that value) or ``[low, high]`` (drawn uniformly per image
-from the image's seed); ``LIMITS`` gives the range every value must lie in.
+Each augmentation is ``[low, high]`` (drawn uniformly per image from the image's seed) or a
+number: as in torchvision's transforms, a number x means ``[-x, x]`` for the signed keys
+(``SYMMETRIC``: rotation, shear, translation; x >= 0), and always x for the others. So a sweeper
+can search one number per key (``generator.rotation=interval(0,30)``). ``LIMITS`` gives the
+range every value must lie in.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ LIMITS = {
     "ink": (0.0, 255.0),            # gray level of the glyph
     "background": (0.0, 255.0),     # gray level of the frame
 }
+SYMMETRIC = ("rotation", "shear", "translation")
 FITS = ("mass", "box", "none")
 #: Families whose letters and digits are pictures (their cmaps claim ASCII all the same).
 PICTURE_FONTS = ("D050000L", "*Dingbat*", "*Symbol*", "*Emoji*", "Webdings", "Wingdings*")
@@ -83,6 +87,10 @@ def _fail(key: str, message: str):
 def parse_range(key: str, value) -> tuple[float, float]:
     """``value`` (a number or ``[low, high]``) as ``(low, high)`` inside ``LIMITS[key]``."""
     lo, hi = LIMITS[key]
+    if key in SYMMETRIC and _is_number(value):
+        if value < 0:
+            _fail(key, f"a single number x means [-x, x] and must be >= 0, got {value!r}")
+        value = [-value, value]
     pair = value if isinstance(value, (list, tuple)) else [value, value]
     if not (len(pair) == 2 and all(_is_number(v) for v in pair)):
         _fail(key, f"must be a number or [low, high], got {value!r}")
