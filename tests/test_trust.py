@@ -126,7 +126,19 @@ def _resume_path_escapes(root, _):
     ailusion.run([*FAST, PROMPTS], run_dir=job, pm=plugin_manager())
 
 
+def _prompts_file(root, name: str, content: str):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(content, encoding="utf-8")
+    ailusion.run([*FAST, f"prompts_file={root / name}"], run_dir=root / "job", pm=plugin_manager())
+
+
 SCENARIOS = {
+    "prompts-seed-range": lambda root, _: _prompts_file(
+        root, "p.jsonl", '{"prompt": "a"}\n{"prompt": "b", "seed": 18446744073709551616}\n'),
+    "prompts-unknown-key": lambda root, _: _prompts_file(
+        root, "p.jsonl", '{"prompt": "a", "negative": "b"}\n'),
+    "prompts-csv-cells": lambda root, _: _prompts_file(root, "p.csv", "prompt\na,b\n"),
+    "prompts-csv-quote": lambda root, _: _prompts_file(root, "p.csv", 'prompt\n"a cat\n'),
     "merge-path-escapes": _merge_path_escapes,
     "merge-absolute-path": _merge_absolute_path,
     "merge-symlink-escapes": _merge_symlink_escapes,
