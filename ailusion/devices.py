@@ -7,15 +7,17 @@ once, when it first initialises, and Julia's runtime cannot survive a ``fork``.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
-from .errors import AilusionError
+from .errors import AilusionError, ConfigError
 
 #: Where the GPUs first visible to this process are remembered, so that later jobs run in the same
 #: process (or in workers that inherit its environment) still pick among all of them.
 ALL_GPUS_ENV = "AILUSION_ALL_GPUS"
+_job_gpu: list[int] = []  # the number of the job that was last given a GPU
 
 
 def visible_gpus(environ: MutableMapping[str, str] = os.environ) -> list[str]:
@@ -25,9 +27,40 @@ def visible_gpus(environ: MutableMapping[str, str] = os.environ) -> list[str]:
         return [gpu for gpu in remembered.split(",") if gpu]
     listed = environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
-        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+        return listed_gpus(listed)
     nvidia = Path("/proc/driver/nvidia/gpus")
     return [str(i) for i in range(len(list(nvidia.iterdir())))] if nvidia.is_dir() else []
+
+
+def listed_gpus(listed: str) -> list[str]:
+    """The devices a ``CUDA_VISIBLE_DEVICES`` value makes visible: CUDA reads the list up to
+    the first invalid entry, so ``""``, ``-1`` and ``0,-1,1`` (just GPU 0) hide GPUs."""
+    gpus = []
+    for entry in (gpu.strip() for gpu in listed.split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        gpus.append(entry)
+    return gpus
+
+
+def has_nvidia_driver() -> bool:
+    """Whether an NVIDIA driver is installed, known without loading CUDA."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def has_visible_gpu(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process may use an NVIDIA GPU: a driver, and a ``CUDA_VISIBLE_DEVICES`` (if
+    set) that lists one. Known without loading CUDA, so ``auto`` does not fetch CUDA.jl for a
+    GPU it may not use."""
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    return has_nvidia_driver() and (listed is None or bool(listed_gpus(listed)))
+
+
+def device_unavailable(key: str, device: str) -> ConfigError:
+    """The one error for an explicitly asked device that is not there (``generator.device``,
+    ``model.device``): as torch does, asking for ``cuda`` without one is an error, and only
+    ``auto`` falls back to the CPU."""
+    return ConfigError(key, f"{device} is not available here; use auto or cpu")
 
 
 def assign_job_gpu(job_num: int, environ: MutableMapping[str, str] = os.environ) -> str | None:
@@ -36,19 +69,30 @@ def assign_job_gpu(job_num: int, environ: MutableMapping[str, str] = os.environ)
     Sets ``CUDA_VISIBLE_DEVICES`` to that one GPU and returns it; returns ``None`` (and changes
     nothing) on a machine without GPUs. Must run before CUDA initialises: in a process where it
     already has (jobs of the basic launcher share one process), the job selects its device with
-    ``torch.cuda.set_device`` among those CUDA already sees.
+    ``torch.cuda.set_device`` (and, with the Julia backend, ``CUDA.device!``) among those CUDA
+    already sees (:func:`job_gpu_ordinal`).
     """
     gpus = visible_gpus(environ)
     if not gpus:
         return None
     environ.setdefault(ALL_GPUS_ENV, ",".join(gpus))
     chosen = gpus[job_num % len(gpus)]
+    _job_gpu[:] = [job_num]
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
-        torch.cuda.set_device(job_num % torch.cuda.device_count())
+        torch.cuda.set_device(job_gpu_ordinal(torch.cuda.device_count()))
         return chosen
     environ["CUDA_VISIBLE_DEVICES"] = chosen
     return chosen
+
+
+def job_gpu_ordinal(count: int) -> int | None:
+    """The device number a runtime whose CUDA started earlier in this process (and so sees
+    ``count`` GPUs) gives the current job; ``None`` when no job was given a GPU. torch
+    (``torch.cuda.set_device``) and CUDA.jl (``CUDA.device!``) both use it."""
+    if not _job_gpu or count < 1:
+        return None
+    return _job_gpu[0] % count
 
 
 def setup_job_devices(config, job_num: int) -> str | None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated cache for the tiny model, and small offline runs."""
+"""Shared fixtures: an isolated cache for the tiny model, small offline runs, and Julia started
+before anything imports torch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,50 @@ import pytest
 # Nothing in the test suite may reach a model hub or download Julia.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYTHON_JULIAPKG_OFFLINE", "yes")
+# No TF32 in cuDNN or cuBLAS, for torch and CUDA.jl alike (read when they initialise): Flux and
+# its twin are compared to 1e-4, which TF32 convolutions on Ampere or newer can exceed.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+
+
+def pytest_configure(config):
+    start_julia_first(config.getoption("markexpr") or "")
+
+
+def start_julia_first(markexpr: str) -> None:
+    """Start Julia (through the Flux backend's own start-up) before collection imports torch,
+    where Julia is found and the julia tests may run: PythonCall's FAQ warns that importing torch
+    first can corrupt the heap. A failure here is the julia tests' to report; they start again."""
+    if markexpr and not _may_select_julia(markexpr):
+        return
+    from ailusion.errors import AilusionError
+    from ailusion.plugins.flux_cnn import julia_import
+
+    if julia_import.find_julia() is None:
+        return
+    try:
+        julia_import.load()
+    except AilusionError:
+        pass
+
+
+def _may_select_julia(markexpr: str) -> bool:
+    try:
+        from _pytest.mark.expression import Expression
+
+        return Expression.compile(markexpr).evaluate(lambda name, **kw: name == "julia")
+    except Exception:  # pytest's private API moved: start Julia rather than risk the order
+        return True
+
+
+@pytest.fixture
+def no_tf32():
+    """torch's convolutions and matmuls in full float32, restored afterwards."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ailusion.errors import AilusionError
-from ailusion.plugins.flux_cnn import julia_import, julia_thread
+from ailusion.plugins.flux_cnn import julia_find, julia_import, julia_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +135,8 @@ def test_torch_imported_first_is_warned_about(monkeypatch, caplog):
         raise RuntimeError("stopped before juliacall\nsecond line")
 
     monkeypatch.setattr(julia_import, "find_julia", lambda: "/opt/julia/bin/julia")
+    monkeypatch.setattr(julia_import.julia_find, "check_version", lambda exe: None)
+    monkeypatch.setattr(julia_import.julia_find, "hand_to_juliapkg", lambda exe: None)
     monkeypatch.setattr(julia_import, "_require_packages", stop)
     monkeypatch.setattr(julia_import, "claim_julia_process", lambda: None)
     monkeypatch.setattr(julia_import, "set_defaults", lambda: None)
@@ -164,7 +166,7 @@ def test_python_juliacall_exe_alone_is_handed_to_juliapkg(monkeypatch):
     monkeypatch.delenv("PYTHON_JULIACALL_PROJECT", raising=False)
     monkeypatch.delenv("PYTHON_JULIAPKG_EXE", raising=False)
     try:
-        julia_import.hand_executable_to_juliapkg()
+        julia_find.hand_to_juliapkg("/opt/julia/bin/julia")
         assert "PYTHON_JULIACALL_EXE" not in os.environ  # juliacall would refuse it alone
         assert os.environ["PYTHON_JULIAPKG_EXE"] == "/opt/julia/bin/julia"
         assert STATE["override_executable"] == "/opt/julia/bin/julia"
@@ -179,10 +181,9 @@ def test_python_juliacall_exe_alone_is_handed_to_juliapkg(monkeypatch):
 def test_python_juliacall_exe_with_a_project_is_left_to_juliacall(monkeypatch):
     monkeypatch.setenv("PYTHON_JULIACALL_EXE", "/opt/julia/bin/julia")
     monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", "/opt/project")
-    monkeypatch.delenv("PYTHON_JULIAPKG_EXE", raising=False)
-    julia_import.hand_executable_to_juliapkg()
-    assert os.environ["PYTHON_JULIACALL_EXE"] == "/opt/julia/bin/julia"
-    assert "PYTHON_JULIAPKG_EXE" not in os.environ
+    assert julia_find.juliacall_owns_project()
+    monkeypatch.delenv("PYTHON_JULIACALL_PROJECT")
+    assert not julia_find.juliacall_owns_project()
 
 
 def test_the_packages_are_declared_to_juliapkg_once(tmp_path, monkeypatch):

@@ -49,7 +49,11 @@ def test_flux_takes_a_whole_batch_in_one_call(flux_backend):
     np.testing.assert_allclose(together, one_by_one, rtol=1e-5, atol=1e-5)
 
 
-def test_a_run_on_flux_predicts_what_the_torch_twin_does(run_tiny, tmp_path):
+def test_julia_started_before_torch():
+    assert julia_import.started_after_torch() is False  # tests/conftest.py starts it first
+
+
+def test_a_run_on_flux_predicts_what_the_torch_twin_does(run_tiny, tmp_path, no_tf32):
     flux = run_tiny("preprocessor.size=32", "model.backend=julia", run_dir=tmp_path / "flux")
     twin = run_tiny("preprocessor.size=32", "model.backend=torch", run_dir=tmp_path / "torch")
     np.testing.assert_allclose(flux.predictions, twin.predictions, rtol=1e-4, atol=1e-4)

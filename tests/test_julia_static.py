@@ -87,7 +87,7 @@ def test_project_toml_has_a_uuid_and_compat_for_every_dependency():
 def test_juliapkg_json_lists_flux_and_points_at_the_julia_package():
     spec = json.loads(JULIAPKG_JSON.read_text())
     packages = spec["packages"]
-    assert packages["Flux"]["uuid"] == FLUX_UUID and packages["Flux"]["version"] == "0.16"
+    assert packages["Flux"]["uuid"] == FLUX_UUID and packages["Flux"]["version"] == "0.16.10"
     ours = packages["AilusionFlux"]
     assert (JULIAPKG_JSON.parent / ours["path"]).resolve() == PACKAGE
     assert ours["uuid"] == tomllib.loads((PACKAGE / "Project.toml").read_text())["uuid"]

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from ailusion.devices import device_unavailable
 from ailusion.errors import AilusionError
 
 from . import julia_import
@@ -38,15 +39,15 @@ class JuliaBackend:
         install: bool = False,
     ):
         gpu = device == "cuda" or (device == "auto" and julia_import.has_nvidia_gpu())
+        if device == "cuda" and not julia_import.has_nvidia_gpu():  # before fetching CUDA.jl
+            raise device_unavailable("model.device", device)
         jl = julia_import.load(gpu=gpu, install=install)
         # Every touch of a Julia value, attribute lookups included, happens on the Julia thread.
         self.flux = call(getattr, jl, "AilusionFlux")
         self.model = call(self._julia, "build", self._build, tensors, arch, gpu)
         self.device = call(lambda: str(self.flux.device_name(self.model)))
-        if device == "cuda" and self.device == "CPUDevice":
-            log.warning(
-                "model.device=cuda: Flux finds no functional CUDA device; running on the CPU"
-            )
+        if device == "cuda" and self.device == "CPUDevice":  # CUDA.functional() is false
+            raise device_unavailable("model.device", device)
 
     def __del__(self):
         release(self.__dict__.pop("model", None), self.__dict__.pop("flux", None))
@@ -86,5 +87,9 @@ class JuliaBackend:
         return JuliaTrainer(self, settings)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.flux.forward(self.model, whcn_view(batch))  # (outputs, N), as Flux gives it
+        # With the GIL released (juliacall's _jl_call_nogil: PythonCall src/JlWrap/any.jl,
+        # pyjlany_call_nogil converts the arguments, then runs the call in GIL.@unlock), so the
+        # generating thread runs on while Flux computes. forward touches no Python object: the
+        # batch arrives as a PyArray whose memory it reads through a pointer.
+        logits = self.flux.forward._jl_call_nogil(self.model, whcn_view(batch))  # (outputs, N)
         return np.ascontiguousarray(logits.to_numpy().T)

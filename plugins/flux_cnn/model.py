@@ -11,7 +11,7 @@ import numpy as np
 
 from ailusion.errors import AilusionError, ConfigError
 
-from . import julia_import, weights
+from . import julia_find, julia_import, weights
 from .weights import ACTIVATIONS, POOLINGS, Architecture
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,10 @@ class FluxCNN:
         # 2. The backend: Julia first, as it must load before torch
         backend = config.backend
         if backend == "auto" and julia_import.find_julia() is None:
+            named = julia_find.named_julia()  # named, but not an executable: say so
+            reason = named.problem if named else "no Julia executable found"
             _notice_once(
-                "model.backend=auto: no Julia executable found, "
-                "running the PyTorch twin of the Flux model"
+                f"model.backend=auto: {reason}, running the PyTorch twin of the Flux model"
             )
             backend = "torch"
         if backend in ("auto", "julia"):
@@ -125,7 +126,7 @@ class FluxCNN:
             try:
                 self.backend = JuliaBackend(tensors, self.arch, config.device, config.install_julia)
             except AilusionError as exc:
-                if backend == "julia":
+                if backend == "julia" or isinstance(exc, ConfigError):
                     raise
                 _notice_once(f"model.backend=auto: running the PyTorch twin ({exc})")
         if self.backend is None:

@@ -6,6 +6,8 @@ import logging
 
 import numpy as np
 
+from ailusion.devices import device_unavailable
+
 from .weights import Architecture
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ def flux_layout(array: np.ndarray) -> np.ndarray:
 
 
 def torch_device(device: str) -> str:
-    """``cuda`` or ``cpu`` for ``model.device`` (auto, cpu or cuda); CUDA only where it works."""
+    """``cuda`` or ``cpu`` for ``model.device`` (auto, cpu or cuda): ``auto`` is CUDA where it
+    works, and ``cuda`` without it is an error, as for the generator."""
     import torch
 
     if device == "cpu":
@@ -46,12 +49,19 @@ def torch_device(device: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     if device == "cuda":
-        log.warning("model.device=cuda: torch finds no usable CUDA device; running on the CPU")
+        raise device_unavailable("model.device", device)
     return "cpu"
 
 
 class TorchBackend:
-    """Runs ``Conv → [pooling] → flatten → Dense`` with torch, on the CPU or a CUDA device."""
+    """Runs ``Conv → [pooling] → flatten → Dense`` with torch, on the CPU or a CUDA device.
+
+    On a GPU it keeps torch's float32 defaults, as Flux keeps CUDA.jl's: the convolution may run
+    in TF32 on Ampere or newer (torch's ``cudnn.allow_tf32``; CUDA.jl's default math mode gives
+    cuDNN ``CUDNN_TENSOR_OP_MATH``, cuDNN.jl ``math_mode``), the dense layer in full float32
+    (torch's ``matmul.allow_tf32`` is off; CUDA.jl's cuBLAS uses ``CUBLAS_DEFAULT_MATH``).
+    ``NVIDIA_TF32_OVERRIDE=0`` turns TF32 off in both, as the tests do where they compare them.
+    """
 
     name = "torch"
 

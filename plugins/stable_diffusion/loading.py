@@ -6,6 +6,7 @@ import os
 import warnings
 from contextlib import contextmanager
 
+from ailusion.devices import device_unavailable
 from ailusion.errors import AilusionError, ConfigError
 
 from .settings import SCHEDULERS
@@ -38,7 +39,7 @@ def resolve_device(device: str, cpu_offload: bool = False) -> str:
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps,
                  "xpu": hasattr(torch, "xpu") and torch.xpu.is_available()}
     if not available[kind]:
-        raise ConfigError("generator.device", f"{device} is not available here; use auto or cpu")
+        raise device_unavailable("generator.device", device)
     return device
 
 
