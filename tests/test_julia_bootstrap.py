@@ -164,7 +164,8 @@ def test_python_juliacall_exe_alone_is_handed_to_juliapkg(monkeypatch):
 
     monkeypatch.setenv("PYTHON_JULIACALL_EXE", "/opt/julia/bin/julia")
     monkeypatch.delenv("PYTHON_JULIACALL_PROJECT", raising=False)
-    monkeypatch.delenv("PYTHON_JULIAPKG_EXE", raising=False)
+    monkeypatch.setenv("PYTHON_JULIAPKG_EXE", "")  # so that undo() removes what is set below
+    monkeypatch.delenv("PYTHON_JULIAPKG_EXE")
     try:
         julia_find.hand_to_juliapkg("/opt/julia/bin/julia")
         assert "PYTHON_JULIACALL_EXE" not in os.environ  # juliacall would refuse it alone
