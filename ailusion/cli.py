@@ -135,7 +135,7 @@ def _task(config) -> float | None:
         if config.get("train") is not None:
             from .training import onejob
 
-            onejob.check(config)
+            onejob.check(config, Path(runtime.runtime.output_dir))
         result = run_pipeline(
             config, Path(runtime.runtime.output_dir), pm=pm,
             job_num=int(runtime.job.get("num") or 0),

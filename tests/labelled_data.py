@@ -74,3 +74,20 @@ def labelled_run(tmp_path: Path, classes=("circle", "square", "triangle"), per_c
                   "model.backend=torch", "progress=false", *extra], run_dir=run_dir)
     label_run(run_dir, classes, lambda row: Path(row["source"]).name.split("-")[0])
     return run_dir
+
+
+_shared: dict = {}
+
+
+def shared_run(classes=("circle", "square", "triangle"), per_class=8, extra=(), labelled=True):
+    """A labelled (or unlabelled) run dir made once per test session for these arguments."""
+    import tempfile
+
+    key = (tuple(classes), per_class, tuple(extra), labelled)
+    if key not in _shared:
+        root = Path(tempfile.mkdtemp(prefix="ailusion-shapes-"))
+        run = labelled_run(root, classes, per_class=per_class, extra=extra)
+        if not labelled:
+            (run / "classes.json").unlink()
+        _shared[key] = run
+    return _shared[key]

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fake_plugins import FAST, plugin_manager
 from test_lock import lock_in_other_process
@@ -83,7 +84,8 @@ def test_cli_error(key, tmp_path):
     env = {**os.environ, "HYDRA_FULL_ERROR": ""}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ailusion", "progress=false", *args],
+            [sys.executable, "-m", "ailusion", *args[:1 if args[0] in SUBAPPS else 0],
+             "progress=false", *args[1 if args[0] in SUBAPPS else 0:]],
             capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
         )
     finally:
@@ -99,6 +101,9 @@ def test_cli_error(key, tmp_path):
     # for the log file Hydra opens before any code of ours runs.
     assert [p for p in sorted(tmp_path.rglob("*")) if p.suffix != ".log"] == before
     assert proc.stdout == ""
+
+
+SUBAPPS = ("train", "evaluate")  # Hydra apps of their own: progress=false follows their name
 
 
 def _is_warning(line: str) -> bool:
@@ -170,6 +175,68 @@ def _digits_without_sklearn(run_dir, monkeypatch):
     write_digits(run_dir)
 
 
+def _train(run_dir, *overrides, data=None, pm=None):
+    from labelled_data import shared_run
+
+    data = data or f"data={shared_run()}"
+    return ailusion.train([data, "progress=false", "model.backend=torch", *overrides],
+                          run_dir=run_dir, pm=pm)
+
+
+def _two_runs(**kwargs):
+    from labelled_data import shared_run
+
+    return f"data=[{shared_run()},{shared_run(**kwargs)}]"
+
+
+def _eval_dir(run_dir, classes, empty=()):
+    from labelled_data import class_folder
+
+    folder = class_folder(run_dir.parent / "eval", classes, 1)
+    for name in empty:
+        (folder / name).mkdir()
+    return f"eval_dir={folder}"
+
+
+def _unlabelled_run(run_dir):
+    from labelled_data import shared_run
+
+    _train(run_dir, data=f"data={shared_run(labelled=False)}")
+
+
+def _nan_at_once(run_dir, monkeypatch):
+    from ailusion.plugins.flux_cnn import torch_training
+
+    monkeypatch.setattr(torch_training.TorchTrainer, "step",
+                        lambda self, x, y: (float("nan"), np.zeros((len(y), 3), np.float32)))
+    _train(run_dir)
+
+
+def _other_training_config(run_dir):
+    _train(run_dir, "train.epochs=1")
+    _train(run_dir, "train.epochs=1", "train.lr=0.01")
+
+
+TRAIN_SCENARIOS = {
+    "train-no-labels": lambda run_dir, _: _unlabelled_run(run_dir),
+    "train-classes-differ": lambda run_dir, _: _train(
+        run_dir, data=_two_runs(classes=("circle", "square"))),
+    "train-preprocessing-differs": lambda run_dir, _: _train(
+        run_dir, data=_two_runs(extra=("preprocessor.grayscale=true",))),
+    "train-single-class": lambda run_dir, _: _train(
+        run_dir, data=f"data={__import__('labelled_data').shared_run(classes=('circle',))}"),
+    "train-num-outputs": lambda run_dir, _: _train(run_dir, "model.num_outputs=4"),
+    "eval-unknown-class": lambda run_dir, _: _train(
+        run_dir, _eval_dir(run_dir, ["circle", "cross"])),
+    "eval-empty-class": lambda run_dir, _: _train(
+        run_dir, _eval_dir(run_dir, ["circle"], empty=["square"])),
+    "model-cannot-train": lambda run_dir, _: _train(
+        run_dir, "model.plugin=mean", pm=plugin_manager()),
+    "train-nan-at-once": _nan_at_once,
+    "train-other-config": lambda run_dir, _: _other_training_config(run_dir),
+}
+
+
 API_SCENARIOS = {
     "digits-dir-not-empty": lambda run_dir, _: _digits_into_full_dir(run_dir),
     "digits-needs-sklearn": _digits_without_sklearn,
@@ -183,6 +250,7 @@ API_SCENARIOS = {
         [*FAST, "generator.plugin=broken"], run_dir=run_dir, pm=plugin_manager()),
     "disk-write-fails": _failing_write,
     "different-config": lambda run_dir, _: _different_config(run_dir),
+    **TRAIN_SCENARIOS,
 }
 
 
@@ -204,8 +272,8 @@ def test_api_error(key, tmp_path, monkeypatch):
     assert "\n" not in error_line(caught.value)
     assert matches(error_line(caught.value), ROWS[key][1], run_dir), error_line(caught.value)
     assert leftovers(tmp_path) == []
-    if key == "plugin-factory-bug":  # found before any work: no run dir at all
-        assert not run_dir.exists()
+    if key == "plugin-factory-bug" or (key in TRAIN_SCENARIOS and key != "train-other-config"):
+        assert not run_dir.exists()  # found before any work: no run dir at all
     if run_dir.exists():  # the dir is free, and every row of its manifest is complete
         FileLock(str(run_dir / claim.LOCK_FILE), timeout=0).acquire()
         for row in manifest.read_manifest(run_dir).values():

@@ -199,8 +199,8 @@ def test_data_dirs_with_other_classes_or_preprocessing_are_refused(shapes, tmp_p
     gray = labelled_run(tmp_path, CLASSES, per_class=2, name="gray",
                         extra=["preprocessor.grayscale=true"])
     refused(run, data=f"data=[{run},{gray}]",
-            match=r"^data: .*gray was preprocessed with preprocessor.grayscale=true rather than "
-                  r"false than .*: train on data dirs made with the same preprocessing$")
+            match=r"^data: .*gray was made with preprocessor.grayscale=true, .*data with false: "
+                  r"train on data dirs made with the same preprocessing$")
 
 
 def test_eval_dirs_with_unknown_or_empty_classes_are_refused(shapes, tmp_path):

@@ -55,11 +55,21 @@ def _write_hydra_files(config, out_dir: Path, subdir) -> None:
         hydra_files.HydraFiles(config, subdir).run_start(run_dir=out_dir)
 
 
+def _require(config, key: str, how: str) -> None:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(config, key):
+        raise ConfigError(key, how)
+
+
 def train_task(config) -> float:
     """``ailusion train data=RUN_DIR [eval_dir=DIR] [train.*=…] [model.*=…]``."""
     from . import job, onejob
+    from .data import LABELLED_HOW
 
     def work(out_dir, pm, subdir):
+        _require(config, "data", f"give the labelled data to train on: data=DIR or "
+                 f"data=[DIR1,DIR2]; {LABELLED_HOW}")
         metrics = job.train(config, config.data, out_dir, pm, onejob.explicit_keys(),
                             on_start=lambda: _write_hydra_files(config, out_dir, subdir))
         print(job.summary_line(metrics, out_dir), file=sys.stderr)
@@ -81,6 +91,9 @@ def evaluate_task(config) -> float:
     def work(out_dir, pm, subdir):
         import numpy as np
 
+        _require(config, "weights", "give the weights to evaluate: weights=FILE "
+                 "(the model_weights.safetensors of an ailusion train run)")
+        _require(config, "eval_dir", "give the real images: eval_dir=DIR (DIR/CLASS/*.png)")
         weights = Path(config.weights).expanduser()
         if not weights.is_file():
             raise ConfigError("weights", f"no such file: {weights}")
@@ -94,7 +107,7 @@ def evaluate_task(config) -> float:
                 record.get("model"), dict):
             raise AilusionError(
                 f"weights: {weights.parent} records no preprocessing (no {job.TRAINING_RECORD}); "
-                "give data=RUN_DIR, the data the weights were trained on"
+                "give data=DIR, the data the weights were trained on"
             )
         node = OmegaConf.create({**record["model"], "weights": str(weights),
                                  "backend": config.backend, "labels": None})

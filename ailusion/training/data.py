@@ -27,7 +27,7 @@ from ..errors import AilusionError
 
 LABELLED_HOW = (
     "make labelled data first: a run with classes=[cat,dog] (or generator=folder over class "
-    "subfolders DIR/cat/*.png, DIR/dog/*.png), then data=ITS_RUN_DIR"
+    "subfolders DIR/cat/*.png, DIR/dog/*.png), then train on its run dir"
 )
 #: Preprocessor settings that change how fast it runs, not what it makes.
 NOT_PREPROCESSING = ("num_workers",)
@@ -196,11 +196,13 @@ class Data:
                     f"data: {part.path} has classes {part.classes} but {first.path} has "
                     f"{first.classes}: train on data dirs made with one class list"
                 )
-            difference = _difference(first.preprocessing, part.preprocessing)
-            if difference:
+            key = _difference(first.preprocessing, part.preprocessing)
+            if key:
+                value = lambda p: json.dumps(p.preprocessing.get(key))  # noqa: E731
                 raise AilusionError(
-                    f"data: {part.path} was preprocessed with {difference} than {first.path}: "
-                    "train on data dirs made with the same preprocessing"
+                    f"data: {part.path} was made with preprocessor.{key}={value(part)}, "
+                    f"{first.path} with {value(first)}: train on data dirs made with the same "
+                    "preprocessing"
                 )
         self.parts, self.classes = list(parts), list(first.classes)
         self.preprocessing, self.input_shape = dict(first.preprocessing), first.input_shape
@@ -224,12 +226,10 @@ class Data:
 
 
 def _difference(a: dict, b: dict) -> str | None:
-    """``key=A`` against ``key=B`` for the first preprocessing setting that differs, or None."""
+    """The first preprocessing setting whose value differs between ``a`` and ``b``, or None."""
     for key in sorted(set(a) | set(b)):
-        if key in NOT_PREPROCESSING:
-            continue
-        if a.get(key) != b.get(key):
-            return f"preprocessor.{key}={json.dumps(b.get(key))} rather than {json.dumps(a.get(key))}"
+        if key not in NOT_PREPROCESSING and a.get(key) != b.get(key):
+            return key
     return None
 
 
@@ -239,7 +239,7 @@ def open_data(paths, pm=None) -> Data:
         paths = [paths]
     paths = list(paths or [])
     if not paths:
-        raise AilusionError(f"data: give the labelled data to train on: data=RUN_DIR or "
+        raise AilusionError(f"data: give the labelled data to train on: data=DIR or "
                             f"data=[DIR1,DIR2]; {LABELLED_HOW}")
     return Data([open_reader(p, pm) for p in paths])
 

@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..rundir import files
+from ..rundir.claim import discard_if_unused
 from ..errors import AilusionError, ConfigError
 from ..stages import StageContext
 from . import evaluation, loop, plots, settings
@@ -118,8 +119,12 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
     def epoch_end(row):
         pm.hook.train_epoch_end(config=config, run_dir=out_dir, row=row)
 
-    fitted = loop.fit(model, data, train_pos, val_pos, plan, out_dir, fingerprint, progress,
-                      epoch_end)
+    try:
+        fitted = loop.fit(model, data, train_pos, val_pos, plan, out_dir, fingerprint, progress,
+                          epoch_end)
+    except BaseException:
+        discard_if_unused(out_dir)  # no epoch finished: nothing to keep
+        raise
 
     # 3. Scores and outputs
     val_logits, val_y = loop.predict(model, data, val_pos, plan.batch_size)

@@ -66,7 +66,8 @@ def fit(model, data, train_pos, val_pos, plan, out_dir: Path, fingerprint: dict,
     out_dir = Path(out_dir)
     fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))  # as it is read back
     history = resume(model, out_dir, fingerprint)
-    _write_history(out_dir, history)
+    if history:  # drop the line of an epoch a killed run was writing
+        _write_history(out_dir, history)
     good = model.train_state() if history else None
     for epoch in range(len(history) + 1, plan.epochs + 1):
         started = time.perf_counter()

@@ -13,12 +13,19 @@ from . import job, settings
 SUBDIR = "train"
 
 
-def check(config) -> None:
-    """What can be checked before generating: the ``train`` node and the eval dir."""
-    eval_dir = config.get("eval_dir")
-    settings.check(config.train, evaluated=eval_dir is not None)
-    if eval_dir is not None and not Path(eval_dir).expanduser().is_dir():
-        raise ConfigError("eval_dir", f"no such folder: {eval_dir}")
+def check(config, run_dir: Path) -> None:
+    """What can be checked before generating: the ``train`` node and the eval dir (a refused
+    job leaves no run dir behind)."""
+    from ..rundir.claim import discard_if_unused
+
+    try:
+        eval_dir = config.get("eval_dir")
+        settings.check(config.train, evaluated=eval_dir is not None)
+        if eval_dir is not None and not Path(eval_dir).expanduser().is_dir():
+            raise ConfigError("eval_dir", f"no such folder: {eval_dir}")
+    except BaseException:
+        discard_if_unused(run_dir)
+        raise
 
 
 def explicit_keys() -> frozenset:
