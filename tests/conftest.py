@@ -4,6 +4,7 @@ before anything imports torch."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,14 +17,16 @@ os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 
 def pytest_configure(config):
-    start_julia_first(config.getoption("markexpr") or "")
+    start_julia_first(config.getoption("markexpr") or "", config.args)
 
 
-def start_julia_first(markexpr: str) -> None:
+def start_julia_first(markexpr: str, args: list[str]) -> None:
     """Start Julia (through the Flux backend's own start-up) before collection imports torch,
     where Julia is found and the julia tests may run: PythonCall's FAQ warns that importing torch
     first can corrupt the heap. A failure here is the julia tests' to report; they start again."""
     if markexpr and not _may_select_julia(markexpr):
+        return
+    if args and not any(_may_hold_julia_tests(arg) for arg in args):
         return
     from ailusion.errors import AilusionError
     from ailusion.plugins.flux_cnn import julia_import
@@ -34,6 +37,11 @@ def start_julia_first(markexpr: str) -> None:
         julia_import.load()
     except AilusionError:
         pass
+
+
+def _may_hold_julia_tests(arg: str) -> bool:
+    path = Path(arg.split("::")[0])
+    return path.suffix != ".py" or path.name.startswith("test_julia")  # a dir holds them all
 
 
 def _may_select_julia(markexpr: str) -> bool:

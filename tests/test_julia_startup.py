@@ -114,7 +114,8 @@ def test_a_gpu_request_after_a_cpu_start_adds_cuda_in_the_running_julia(world):
     assert later[1].splitlines() == [
         "import Pkg",
         'Pkg.add([Pkg.PackageSpec(name="CUDA", uuid="052768ef-5323-5732-b1bb-66c8b64840ba"), '
-        'Pkg.PackageSpec(name="cuDNN", uuid="02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd")])',
+        'Pkg.PackageSpec(name="cuDNN", uuid="02a925ec-e4fe-4b08-9a7e-0d78e3d38ccd")]; '
+        "preserve=Pkg.PRESERVE_ALL)",
         'Pkg.compat("CUDA", "5, 6")',
         'Pkg.compat("cuDNN", "1, 6")',
         "nothing",
@@ -209,6 +210,20 @@ def test_a_julia_named_with_its_project_is_left_to_juliacall(world, tmp_path):
         f"model.backend=julia: AilusionFlux missing from the Julia project "
         f"{tmp_path / 'mine' / 'Project.toml'} (PYTHON_JULIACALL_PROJECT, used as it is)"
     )
+
+
+def test_a_project_given_to_juliacall_alone_gets_the_julia_found(world, tmp_path):
+    exe = world.julia()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "Project.toml").write_text(
+        '[deps]\nAilusionFlux = "b79c742b-68b4-4cd6-899c-753a7d304219"\n'
+    )
+    world.monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", str(tmp_path / "mine"))
+    julia_import.load()  # juliacall alone would raise "Both ... must be set together"
+    start = world.events()[0]
+    assert start["mode"] == "juliacall" and start["exe"] == str(exe)
+    assert start["project"] == str(tmp_path / "mine")
+    assert world.sevals()[-1] == "using AilusionFlux"
 
 
 @pytest.mark.parametrize("naming", NAMINGS)
@@ -470,6 +485,22 @@ def test_the_test_session_imports_juliacall_before_torch_where_julia_is(world):
 def test_the_test_session_leaves_julia_alone_when_its_tests_are_deselected(world):
     world.julia()
     assert pytest_session(world, "-m", "not julia") == []
+
+
+@pytest.mark.parametrize(
+    "markexpr, args, starts",
+    [("", [], True), ("julia", ["tests"], True), ("not julia", [], False),
+     ("slow", [], False), ("julia or slow", [], True), ("", ["tests/test_prompts.py"], False),
+     ("", ["tests/test_prompts.py", "tests/test_julia_flux.py::test_x"], True)],
+)
+def test_julia_starts_first_only_when_its_tests_may_run(world, markexpr, args, starts):
+    import conftest
+
+    world.julia()
+    started = []
+    world.monkeypatch.setattr(julia_import, "load", lambda: started.append(True))
+    conftest.start_julia_first(markexpr, args)
+    assert started == ([True] if starts else [])
 
 
 def test_the_twin_runs_without_tf32_where_parity_is_checked(no_tf32):

@@ -172,6 +172,14 @@ def juliacall_owns_project() -> bool:
     )
 
 
+def project_without_exe() -> bool:
+    """Whether juliacall was given a project but no executable (which it refuses)."""
+    return bool(
+        _setting("juliacall-project", "PYTHON_JULIACALL_PROJECT")
+        and not _setting("juliacall-exe", "PYTHON_JULIACALL_EXE")
+    )
+
+
 def hand_to_juliapkg(exe: str) -> None:
     """Make ``exe`` the Julia juliapkg uses, and take juliacall's own naming of it away.
 

@@ -114,6 +114,10 @@ def _prepare_start(install: bool) -> None:
             "torch was imported before juliacall, which can crash Julia: import juliacall first"
         )
     set_defaults()
+    if exe is not None and julia_find.project_without_exe():
+        # juliacall takes a project only with an executable (l.193-221): the one found completes
+        # the pair, and the project is then used as it is.
+        os.environ["PYTHON_JULIACALL_EXE"] = exe
     if julia_find.juliacall_owns_project():
         return
     if exe is not None and (named is not None or not install):
@@ -199,7 +203,9 @@ def pkg_script(packages: dict[str, dict]) -> str:
     add = [spec.jlstr() for spec in specs.values() if not spec.dev]
     lines = ["import Pkg"]
     lines += [f"Pkg.develop([{', '.join(dev)}])"] if dev else []
-    lines += [f"Pkg.add([{', '.join(add)}])"] if add else []
+    # PRESERVE_ALL: the packages this Julia has loaded (Flux, …) cannot change under it, so the
+    # new ones must fit the versions installed, or Pkg fails saying which conflict.
+    lines += [f"Pkg.add([{', '.join(add)}]; preserve=Pkg.PRESERVE_ALL)"] if add else []
     lines += [f'Pkg.compat("{s.name}", "{s.version}")' for s in specs.values() if s.version]
     return "\n".join([*lines, "nothing"])
 
