@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from . import hydra_files
+from .errors import user_errors
 from .hookspecs import hookimpl
 
 
@@ -19,7 +20,7 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config"):
     from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
 
     register()  # plugins' config options (config_searchpath hook)
-    with initialize_config_module("ailusion.conf", version_base="1.3"):
+    with user_errors(), initialize_config_module("ailusion.conf", version_base="1.3"):
         return compose(config_name, overrides=list(overrides))
 
 
@@ -34,6 +35,11 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=Non
         pm (*optional*):
             A plugin manager from :func:`ailusion.manager.get_plugin_manager`, to run with
             plugins registered by hand (tests, notebooks).
+
+    Raises:
+        :class:`ailusion.errors.AilusionError` for every user error (a typo, an unknown option
+        or key, a bad value, a file that cannot be read or written), with the one-line message
+        the CLI prints for it.
 
     Example::
 
@@ -51,7 +57,8 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=Non
     saver = _SavedConfig(config, list(overrides))
     pm.register(saver)
     try:
-        return run_pipeline(config, Path(run_dir), pm=pm)
+        with user_errors():
+            return run_pipeline(config, Path(run_dir), pm=pm)
     finally:
         pm.unregister(saver)
 
@@ -84,4 +91,5 @@ def train(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=N
     if run_dir is None:
         run_dir = Path("outputs", "train", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
     explicit = frozenset(o.split("=", 1)[0].lstrip("+~") for o in overrides)
-    return train_job(config, config.data, Path(run_dir), pm=pm, explicit=explicit)
+    with user_errors():
+        return train_job(config, config.data, Path(run_dir), pm=pm, explicit=explicit)

@@ -11,11 +11,24 @@ import warnings
 from pathlib import Path
 
 from . import helpcache, hydra_files
-from .errors import AilusionError
+from .errors import error_line
 
 
 def main() -> None:
     """Entry point of the ``ailusion`` console script and ``python -m ailusion``."""
+    try:
+        _main()
+    except BrokenPipeError:  # `ailusion plugins | head -1`: the reader has gone; so do we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main() -> None:
+    if "--version" in sys.argv[1:]:
+        sys.exit(print_version())
+    if sys.argv[1:] in (["-sc"], ["--shell-completion"]):
+        sys.exit(f"ailusion: error: {sys.argv[1]} needs install=SHELL (bash, zsh or fish): "
+                 f'eval "$(ailusion -sc install=bash)" turns on completion in this shell')
     if sys.argv[1:2] == ["plugins"]:
         sys.exit(plugins_command(sys.argv[2:]))
     if sys.argv[1:2] == ["merge"]:
@@ -29,8 +42,27 @@ def main() -> None:
     if sys.argv[1:2] in (["train"], ["evaluate"]):
         sys.exit(_run_training_app(sys.argv.pop(1)))
     if helpcache.wants_help(sys.argv[1:]):
-        sys.exit(helpcache.show(sys.argv[1:], _hydra_app))
-    sys.exit(_run_app())
+        sys.exit(_flushed(helpcache.show(sys.argv[1:], _hydra_app)))
+    sys.exit(_flushed(_run_app()))
+
+
+def _flushed(code: int) -> int:
+    sys.stdout.flush()  # a closed pipe fails here, inside main(), not at interpreter exit
+    return code
+
+
+def print_version() -> int:
+    """``ailusion --version``: ailusion's version, and the Hydra and Python it runs on."""
+    from importlib import metadata
+
+    from . import __version__
+
+    try:
+        hydra = metadata.version("hydra-core")
+    except metadata.PackageNotFoundError:
+        hydra = "not installed"
+    print(f"ailusion {__version__} (Hydra {hydra}, Python {sys.version.split()[0]})")
+    return _flushed(0)
 
 
 _one_line_errors = False  # set by _run_app: _task then prints its error itself
@@ -54,6 +86,8 @@ def _run_app(app=None) -> int:
     except KeyboardInterrupt:
         print("ailusion: interrupted; run again with the same config to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # main() ends quietly
     except Exception as exc:
         print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
         return 1
@@ -92,23 +126,6 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"ailusion: {record.levelname.lower()}: {record.getMessage()}"
-
-
-def error_line(exc: BaseException) -> str:
-    """``exc`` as one line: the message of a user error, the type too for anything else."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(exc, (AilusionError, HydraException, OmegaConfBaseException)):
-        text = str(exc).split("Config search path:")[0]
-        if isinstance(exc.__cause__, OmegaConfBaseException):  # its next lines repeat the key
-            text = f"{text}: {str(exc.__cause__).splitlines()[0]}"
-        text = text.replace(":\n\t", ": ").replace("\n\t", ", ")
-    elif isinstance(exc, OSError) and exc.filename:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = f"{type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)"
-    return " ".join(text.split())
 
 
 def _hydra_app() -> None:
@@ -163,13 +180,15 @@ def plugins_command(argv: list[str]) -> int:
     plugins = get_plugins(get_plugin_manager())
     if args.json:
         print(json.dumps([p.__dict__ | {"hooks": list(p.hooks)} for p in plugins], indent=2))
-        return 0
-    header = ("name", "version", "from", "hooks")
+        return _flushed(0)
+    header = ("name", "version", "from", "provides", "hooks")
     table = [header] + [
-        (p.name, p.version or "-", p.distribution or p.module, ", ".join(p.hooks))
+        (p.name, p.version or "-", p.distribution or p.module,
+         "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()) or "-",
+         ", ".join(p.hooks))
         for p in plugins
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
-    return 0
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return _flushed(0)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Callable
 
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError
+from .errors import AilusionWarning, ConfigError
 
 ENTRY_POINT_GROUP = "ailusion"
 STAGES = ("generator", "preprocessor", "model")
@@ -48,7 +48,7 @@ def get_plugin_manager() -> PluginManager:
             # many plugin managers are built (Hydra's search path and the pipeline both build one).
             warnings.warn(
                 f"ailusion: plugin {ep.name!r} ({ep.value}, from {dist}) failed to load and is "
-                f"skipped: {type(exc).__name__}: {exc}"
+                f"skipped: {type(exc).__name__}: {exc}", AilusionWarning,
             )
             continue
         pm.distributions[ep.name] = ep.dist
@@ -67,25 +67,44 @@ class PluginInfo:
     version: str | None
     distribution: str | None
     module: str
+    #: what its ``register_*`` hooks register: ``{"generator": ["stable_diffusion"], …}``
+    provides: dict[str, list[str]] = field(default_factory=dict)
 
 
 def get_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
-    """Describe every registered plugin: its hooks, version and where it comes from."""
+    """Describe every registered plugin: its hooks, what it registers, version and origin."""
     rows = []
     dists = getattr(pm, "distributions", {})
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: str(item[0])):
-        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
+        callers = pm.get_hookcallers(plugin) or ()
         dist = dists.get(name)
         rows.append(
             PluginInfo(
                 name=str(name),
-                hooks=hooks,
+                hooks=tuple(sorted(h.name for h in callers)),
                 version=dist.version if dist else None,
                 distribution=dist.metadata["Name"] if dist else None,
                 module=getattr(plugin, "__name__", type(plugin).__name__),
+                provides=_provides(plugin, callers),
             )
         )
     return rows
+
+
+def _provides(plugin, callers) -> dict[str, list[str]]:
+    """The names ``plugin`` registers, per kind (``register_generators`` → ``generator``)."""
+    found = {}
+    for caller in sorted(callers, key=lambda c: c.name):
+        if not caller.name.startswith("register_") or caller.name == "register_config_schemas":
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                try:
+                    names = sorted(impl.function() or {})
+                except Exception as exc:  # listed, not raised: the listing must show the rest
+                    names = [f"<{type(exc).__name__}>"]
+                found[caller.name.removeprefix("register_").removesuffix("s")] = names
+    return found
 
 
 def registry(pm: pluggy.PluginManager, stage: str) -> dict[str, Callable]:

@@ -370,10 +370,12 @@ def entry_point_plugin(tmp_path, monkeypatch):
 def test_plugins_listing_table_names_hooks_versions_and_origins(capsys):
     assert plugins_command([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "version", "from", "hooks"]
-    rows = {line.split()[0]: line.split(maxsplit=3) for line in lines[1:]}
-    assert rows["stable_diffusion"] == ["stable_diffusion", ailusion.__version__, "ailusion", "register_config_schemas, register_generators"]
-    assert rows["flux_cnn"][3] == "register_config_schemas, register_models"
+    assert lines[0].split() == ["name", "version", "from", "provides", "hooks"]
+    rows = {line.split()[0]: line.split(maxsplit=5) for line in lines[1:]}
+    assert rows["stable_diffusion"] == [
+        "stable_diffusion", ailusion.__version__, "ailusion", "generator:", "stable_diffusion",
+        "register_config_schemas, register_generators"]
+    assert rows["flux_cnn"][3:] == ["model:", "flux_cnn", "register_config_schemas, register_models"]
 
 
 def test_plugins_listing_json_without_importing_torch():

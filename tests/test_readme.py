@@ -1,0 +1,57 @@
+"""The README's commands run offline as written, or their line says they need a real model."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from ailusion.api import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "needs a real model"
+NOT_RUNS = ("plugins", "merge", "train", "evaluate", "digits", "plan", "--help", "--version", "-sc")
+
+
+def readme_runs() -> list[str]:
+    """Every ``ailusion …`` line of the README's bash blocks that runs a pipeline (continuation
+    lines joined)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = line.split()
+            if words[:1] == ["ailusion"] and (len(words) == 1 or words[1] not in NOT_RUNS):
+                lines.append(line.strip())
+    return lines
+
+
+def overrides(line: str) -> list[str]:
+    """The line's config overrides, each sweep reduced to its first value."""
+    command = line.split(" # ")[0]
+    found = []
+    for word in shlex.split(command)[1:]:
+        if word.startswith("-") or word.startswith("hydra"):
+            continue
+        key, _, value = word.partition("=")
+        if value and not value.startswith("["):
+            value = value.split(",")[0]
+        found.append(f"{key}={value}")
+    return found
+
+
+def test_the_readme_has_runs_to_check():
+    assert len(readme_runs()) >= 10
+
+
+@pytest.mark.parametrize("line", readme_runs())
+def test_a_readme_run_is_offline_or_says_it_needs_a_real_model(line):
+    if MARK in line:
+        return
+    config = compose_config(overrides(line))
+    generator = config.generator
+    offline = generator.plugin != "stable_diffusion" or generator.model == "tiny"
+    assert offline, f"README: `{line}` loads {generator.model} from the Hub; add generator=tiny " \
+                    f"or a comment `# {MARK}`"
