@@ -34,6 +34,8 @@ start_fake_juliacall(globals())
 
 #: What the fake Julia answers to ``CUDA.functional() ? length(CUDA.devices()) : 0``.
 CUDA_DEVICES_ENV = "FAKE_JULIA_CUDA_DEVICES"
+#: An error for the fake Julia's Pkg to raise (its first line).
+PKG_ERROR_ENV = "FAKE_JULIA_PKG_ERROR"
 #: Where the fake juliacall also writes its events (one JSON line each), for subprocesses.
 EVENTS_ENV = "FAKE_JULIACALL_EVENTS"
 
@@ -101,6 +103,8 @@ class FakeMain:
                     )
             return None
         if code.startswith("import Pkg"):  # adds what the Pkg calls name
+            if os.environ.get(PKG_ERROR_ENV):
+                raise RuntimeError(os.environ[PKG_ERROR_ENV] + "\nStacktrace: ...")
             text = Path(self.project_toml).read_text() if os.path.exists(self.project_toml) else ""
             added = re.findall(r'name="(\w+)", uuid="([-0-9a-f]+)"', code)
             if "[deps]" not in text:

@@ -149,6 +149,24 @@ def test_a_gpu_request_offline_without_cuda_installed_fails_with_one_line(world)
     assert not any(code.startswith(("import Pkg", "using CUDA")) for code in world.sevals())
 
 
+def test_pkg_failing_to_add_cuda_is_one_line_naming_what_was_loaded(world):
+    world.julia()
+    world.online()
+    julia_import.load(gpu=False)
+    world.monkeypatch.setenv(
+        julia_fakes.PKG_ERROR_ENV,
+        "Unsatisfiable requirements detected for package CUDA [052768ef]:",
+    )
+    with pytest.raises(AilusionError) as error:
+        julia_import.load(gpu=True)
+    assert str(error.value) == (
+        "model.backend=julia: Julia could not load CUDA, cuDNN, AilusionFlux: "
+        "Unsatisfiable requirements detected for package CUDA [052768ef]:"
+    )
+    assert error.value.__context__ is None  # Julia's exception stays on the Julia thread
+    assert "using CUDA, cuDNN" not in world.sevals()
+
+
 def test_the_first_start_on_the_gpu_resolves_cuda_with_juliapkg(world):
     world.julia()
     world.online()
@@ -194,6 +212,18 @@ def test_every_way_of_naming_julia_starts_that_julia(world, naming):
     assert not {"PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_BINDIR"} & set(start["env"])
     assert not {"juliacall-exe", "juliacall-home"} & set(start["xoptions"])
     assert julia_fakes.runs(named) and not julia_fakes.runs(decoy)
+
+
+def test_a_julia_juliaup_installed_off_path_is_found(world):
+    from juliapkg.install_julia import get_short_arch
+
+    exe = world.julia(where="home/.julia/juliaup/julia-1.11.2/bin", on_path=False)
+    (world.tmp / "home" / ".julia" / "juliaup" / "juliaup.json").write_text(json.dumps(
+        {"InstalledVersions": {f"1.11.2+0.{get_short_arch()}.linux.gnu": {"Path": "julia-1.11.2"}}}
+    ))
+    assert julia_import.find_julia() == str(exe)
+    on_path = world.julia(where="path")
+    assert julia_import.find_julia() == str(on_path)  # juliaup's launcher is on PATH normally
 
 
 def test_a_julia_named_with_its_project_is_left_to_juliacall(world, tmp_path):

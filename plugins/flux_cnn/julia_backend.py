@@ -90,6 +90,7 @@ class JuliaBackend:
         # With the GIL released (juliacall's _jl_call_nogil: PythonCall src/JlWrap/any.jl,
         # pyjlany_call_nogil converts the arguments, then runs the call in GIL.@unlock), so the
         # generating thread runs on while Flux computes. forward touches no Python object: the
-        # batch arrives as a PyArray whose memory it reads through a pointer.
+        # batch arrives as a PyArray whose memory it reads through a pointer; and a collection
+        # meanwhile only queues Python objects' decrefs (PythonCall src/GC/GC.jl, enqueue).
         logits = self.flux.forward._jl_call_nogil(self.model, whcn_view(batch))  # (outputs, N)
         return np.ascontiguousarray(logits.to_numpy().T)

@@ -71,8 +71,8 @@ def named_julia() -> Named | None:
 
 def find_julia() -> str | None:
     """The Julia executable that would be started, or None: a named one (even if broken, as
-    juliacall would not look further), else what juliapkg used before, installed into its prefix,
-    juliaup's, or the one on PATH."""
+    juliacall would not look further), else what juliapkg used before or installed into its
+    prefix, the one on PATH (juliaup's launcher too), or one juliaup installed off PATH."""
     named = named_julia()
     if named is not None:
         return named.executable
@@ -87,11 +87,14 @@ def find_julia() -> str | None:
         found = shutil.which(candidate) if candidate else None
         if found:
             return found
+    on_path = shutil.which("julia")
+    if on_path:
+        return on_path
     try:  # juliaup's own record of the Julias it installed, as juliapkg reads it
         juliaup = ju_find_julia_noinstall()
     except Exception:  # a broken juliaup.json is not ours to report
         juliaup = None
-    return juliaup[0] if juliaup else shutil.which("julia")
+    return juliaup[0] if juliaup else None
 
 
 def no_julia_reason() -> str:

@@ -125,15 +125,14 @@ def _prepare_start(install: bool) -> None:
 
 
 def _load(gpu: bool, install: bool):
-    starting = "juliacall" not in sys.modules
-    if starting:
+    if "juliacall" not in sys.modules:
         _prepare_start(install)
     claim_julia_process()  # fails in a process forked from one that runs Julia
+    wanted = ["CUDA", "cuDNN", "AilusionFlux"] if gpu else ["AilusionFlux"]
     try:
         _require_packages(gpu)
         from juliacall import Main as jl  # the first import resolves the deps file and starts
 
-        wanted = ["CUDA", "cuDNN", "AilusionFlux"] if gpu else ["AilusionFlux"]
         _install_in_session(jl, wanted)
         new = [name for name in wanted if name not in _loaded["packages"]]
         if new:
@@ -153,7 +152,8 @@ def _load(gpu: bool, install: bool):
             _exit_hook.append(_before_julia_exit)
         return jl
     # Raised outside the handler: the Julia exception must not travel to other threads.
-    raise AilusionError(f"model.backend=julia: Julia could not load AilusionFlux: {message}")
+    names = ", ".join(wanted)
+    raise AilusionError(f"model.backend=julia: Julia could not load {names}: {message}")
 
 
 def _install_in_session(jl, wanted: list[str]) -> None:
