@@ -76,10 +76,19 @@ def flatten_whcn(y):
     return features
 
 
+def conv_blocks(tensors) -> list[str]:
+    """The conv blocks' names in ``tensors``, in order: ``conv``, ``conv2``, ``conv3``, …"""
+    names = ["conv"]
+    while f"conv{len(names) + 1}.weight" in tensors:
+        names.append(f"conv{len(names) + 1}")
+    return names
+
+
 def forward_nchw(
     batch, tensors, activation="relu", stride=1, pad=0, pooling=None, pool_size=2, flip=True
 ):
-    """(N, outputs) logits for a (N, C, H, W) batch and Flux-layout ``tensors``."""
+    """(N, outputs) logits for a (N, C, H, W) batch and Flux-layout ``tensors`` (one conv block
+    per ``conv*.weight``)."""
     N, C, H, W = batch.shape
     x = np.zeros((W, H, C, N), np.float64)
     for n in range(N):
@@ -87,10 +96,12 @@ def forward_nchw(
             for h in range(H):
                 for w in range(W):
                     x[w, h, c, n] = batch[n, c, h, w]
-    y = conv_whcn(x, tensors["conv.weight"], tensors["conv.bias"], stride, pad, flip)
-    y = np.vectorize(ACTIVATIONS[activation])(y)
-    if pooling:
-        y = pool_whcn(y, pooling, pool_size)
+    y = x
+    for name in conv_blocks(tensors):  # conv, conv2, …: each Conv → activation → [pooling]
+        y = conv_whcn(y, tensors[f"{name}.weight"], tensors[f"{name}.bias"], stride, pad, flip)
+        y = np.vectorize(ACTIVATIONS[activation])(y)
+        if pooling:
+            y = pool_whcn(y, pooling, pool_size)
     features = flatten_whcn(y)
     dense_w, dense_b = tensors["dense.weight"], tensors["dense.bias"]
     logits = np.zeros((dense_w.shape[0], N), np.float64)

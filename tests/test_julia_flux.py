@@ -42,6 +42,18 @@ def test_flux_gives_the_fixture_logits(flux_backend):
     )
 
 
+def test_flux_gives_the_deep_fixture_logits():
+    from ailusion.plugins.flux_cnn.julia_backend import JuliaBackend
+    from fixtures.make_fixtures import DEEP_ARCH
+
+    tensors = weights.load(FIXTURES / "flux_cnn_deep_weights.safetensors", DEEP_ARCH, (3, 16, 16))
+    backend = JuliaBackend(tensors, DEEP_ARCH, device="cpu")
+    np.testing.assert_allclose(
+        backend.forward(np.load(FIXTURES / "flux_cnn_input.npy")),
+        np.load(FIXTURES / "flux_cnn_deep_logits.npy"), rtol=1e-4, atol=1e-4,
+    )
+
+
 def test_flux_takes_a_whole_batch_in_one_call(flux_backend):
     batch = np.random.default_rng(0).random((6, 3, 16, 16), dtype=np.float32)
     together = flux_backend.forward(batch)

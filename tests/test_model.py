@@ -41,6 +41,7 @@ def make_model(tmp_path, **overrides):
         ("activation", "gelu", "must be one of identity, relu, sigmoid, tanh"),
         ("pooling", "median", "must be one of null, max, mean"),
         ("kernel_size", 0, "must be a positive integer"),
+        ("conv_layers", 0, "must be a positive integer"),
         ("pad", -1, "must be a non-negative integer"),
         ("labels", ["cat", "dog"], "has 2 names for model.num_outputs=10 outputs"),
         ("weights", "/nonexistent/w.safetensors", "no such file: /nonexistent/w.safetensors"),
@@ -219,3 +220,40 @@ def test_weights_for_colour_images_name_both_shapes_when_given_grayscale(tmp_pat
         "(made for inputs of shape (3, 16, 16)): conv.weight is (3, 3, 3, 8), "
         "expected (3, 3, 1, 8) for inputs of shape (1, 16, 16)"
     )
+
+
+def test_conv_layers_stack_blocks_that_save_load_and_train(tmp_path):
+    from ailusion.stages import TrainSettings
+
+    deep = make_model(tmp_path / "a", backend="torch", conv_layers=2, pooling="max", pad=1)
+    deep.setup((1, 12, 12))
+    (tmp_path / "a").mkdir()
+    deep.save(tmp_path / "a")
+    saved = load_file(str(tmp_path / "a" / "model_weights.safetensors"))
+    assert {k: v.shape for k, v in saved.items()} == {
+        "conv.weight": (3, 3, 1, 8), "conv.bias": (8,), "conv2.weight": (3, 3, 8, 16),
+        "conv2.bias": (16,), "dense.weight": (10, 16 * 3 * 3), "dense.bias": (10,),
+    }
+    batch = np.random.default_rng(0).random((6, 1, 12, 12), dtype=np.float32)
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    again = make_model(tmp_path / "b", backend="torch", conv_layers=2, pooling="max", pad=1,
+                       weights=str(tmp_path / "a" / "model_weights.safetensors"))
+    again.setup((1, 12, 12))
+    np.testing.assert_array_equal(deep.forward(batch), again.forward(batch))
+    deep.train_setup(TrainSettings(num_classes=10, lr=0.01))
+    losses = [deep.train_step(batch, labels)[0] for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0]
+    state = deep.train_state()
+    assert "adam.m.conv2.weight" in state and "weights.conv2.bias" in state
+    single = make_model(tmp_path / "c", backend="torch", pooling="max", pad=1,
+                        weights=str(tmp_path / "a" / "model_weights.safetensors"))
+    with pytest.raises(ConfigError, match=r"^model.weights: .* has unexpected conv2.bias, "
+                                          r"conv2.weight .*for model.conv_layers=1"):
+        single.setup((1, 12, 12))
+
+
+def test_conv_layers_too_deep_for_the_input_names_the_block(tmp_path):
+    model = make_model(tmp_path, backend="torch", conv_layers=3, pooling="max")
+    with pytest.raises(ConfigError, match=r"^model.kernel_size: the convolution's 1×1 output "
+                                          r"of conv block 2 is smaller than the 2×2 pooling"):
+        model.setup((1, 8, 8))

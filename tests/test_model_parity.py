@@ -50,6 +50,10 @@ CASES = {
     "max pooling": arch(pooling="max"),
     "mean pooling 3, pad 2": arch(pooling="mean", pool_size=3, pad=2),
     "everything": arch(kernel_size=2, stride=2, pad=1, pooling="max", activation="tanh"),
+    "two blocks": arch(conv_layers=2, pad=1),
+    "three blocks, tanh": arch(conv_layers=3, pad=1, activation="tanh"),
+    "two blocks, mean pooling": arch(conv_layers=2, pad=1, pooling="mean", kernel_size=2),
+    "two blocks, stride 2, max": arch(conv_layers=2, stride=2, pad=1, pooling="max", kernel_size=2),
 }
 
 
@@ -111,6 +115,39 @@ def test_fixture_logits_are_the_reference_and_the_torch_backend():
         TorchBackend(tensors, a, "cpu").forward(batch), expected, rtol=1e-6, atol=1e-6
     )
     np.testing.assert_allclose(reference(batch, tensors, a), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_deep_fixture_logits_are_the_reference_and_the_torch_backend():
+    from fixtures.make_fixtures import DEEP_ARCH as a
+
+    batch = np.load(FIXTURES / "flux_cnn_input.npy")
+    expected = np.load(FIXTURES / "flux_cnn_deep_logits.npy")
+    tensors = weights.load(FIXTURES / "flux_cnn_deep_weights.safetensors", a, batch.shape[1:])
+    assert sorted(tensors) == sorted(a.tensor_names()) and tensors["conv2.weight"].shape == (3, 3, 4, 8)
+    assert tensors["dense.weight"].shape == (5, 8 * 4 * 4)
+    np.testing.assert_allclose(
+        TorchBackend(tensors, a, "cpu").forward(batch), expected, rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(reference(batch, tensors, a), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_julia_backend_builds_every_block_from_its_tensors():
+    from ailusion.plugins.flux_cnn.julia_backend import JuliaBackend
+    from fixtures.make_fixtures import DEEP_ARCH as a
+
+    seen = {}
+
+    class Flux:
+        def build_model(self, kernels, biases, dense_weight, dense_bias, **options):
+            seen.update(kernels=kernels, biases=biases, options=options)
+
+    tensors = weights.glorot_init(a, (3, 16, 16), 0)
+    backend = JuliaBackend.__new__(JuliaBackend)
+    backend.flux = Flux()
+    backend._build(tensors, a, False)
+    assert isinstance(seen["kernels"], tuple) and len(seen["kernels"]) == 2
+    assert seen["kernels"][1] is tensors["conv2.weight"] and seen["biases"][0] is tensors["conv.bias"]
+    assert seen["options"]["pooling"] == "max" and seen["options"]["pad"] == 1
 
 
 def test_the_julia_backend_hands_flux_the_batch_itself_and_reads_logits_back_per_image():

@@ -11,7 +11,7 @@ from ailusion.errors import AilusionError
 
 from . import julia_import
 from .julia_thread import call, release
-from .weights import Architecture
+from .weights import Architecture, conv_name
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class JuliaBackend:
             raise device_unavailable("model.device", device)
         jl = julia_import.load(gpu=gpu, install=install)
         # Every touch of a Julia value, attribute lookups included, happens on the Julia thread.
+        self.arch = arch
         self.flux = call(getattr, jl, "AilusionFlux")
         self.model = call(self._julia, "build", self._build, tensors, arch, gpu)
         self.device = call(lambda: str(self.flux.device_name(self.model)))
@@ -62,9 +63,12 @@ class JuliaBackend:
         raise AilusionError(f"model.backend=julia: Flux failed to {what} the model: {message}")
 
     def _build(self, tensors, arch: Architecture, gpu: bool):
+        # Tuples: juliacall hands each array inside to Julia as an array (a list would arrive as
+        # a PyList of Python objects).
+        names = [conv_name(b) for b in range(1, arch.conv_layers + 1)]
         return self.flux.build_model(
-            tensors["conv.weight"],
-            tensors["conv.bias"],
+            tuple(tensors[f"{n}.weight"] for n in names),
+            tuple(tensors[f"{n}.bias"] for n in names),
             tensors["dense.weight"],
             tensors["dense.bias"],
             activation=arch.activation,

@@ -10,7 +10,6 @@ import numpy as np
 
 from .julia_backend import JuliaBackend, whcn_view
 from .julia_thread import call, release
-from .weights import TENSORS
 
 
 class JuliaTrainer:
@@ -61,7 +60,7 @@ class JuliaTrainer:
         call(self._load_state, state)
 
     def _load_state(self, state) -> None:
-        for name in TENSORS:
+        for name in self.backend.arch.tensor_names():
             args = [np.ascontiguousarray(state[f"{part}.{name}"], dtype=np.float32)
                     for part in ("weights", "adam.m", "adam.v", "adam.beta_t")]
             # juliacall indexes a NumPy array as NumPy does: Flux-layout arrays go as they are.

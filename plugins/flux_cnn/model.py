@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "julia", "torch")
 DEVICES = ("auto", "cpu", "cuda")
-_POSITIVE = ("kernel_size", "out_channels", "stride", "pool_size", "num_outputs", "batch_size")
+_POSITIVE = ("kernel_size", "out_channels", "conv_layers", "stride", "pool_size", "num_outputs",
+             "batch_size")
 _noticed: set[str] = set()
 
 
@@ -31,6 +32,7 @@ class FluxCNNConfig:
     install_julia: bool = False
     kernel_size: int = 3
     out_channels: int = 8
+    conv_layers: int = 1
     activation: str = "relu"
     stride: int = 1
     pad: int = 0
@@ -56,8 +58,9 @@ def check_config(config) -> None:
     _choice(config, "activation", ACTIVATIONS)
     _choice(config, "pooling", (None, *POOLINGS))
     for key in _POSITIVE:
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ConfigError(f"model.{key}", f"must be a positive integer, got {config[key]!r}")
+        if not isinstance(config.get(key, 1), int) or config.get(key, 1) < 1:
+            raise ConfigError(f"model.{key}",
+                              f"must be a positive integer, got {config.get(key)!r}")
     if not isinstance(config.pad, int) or config.pad < 0:
         raise ConfigError("model.pad", f"must be a non-negative integer, got {config.pad!r}")
     if config.labels is not None and len(config.labels) != config.num_outputs:
@@ -76,8 +79,9 @@ def _notice_once(message: str) -> None:
 
 
 class FluxCNN:
-    """``Conv((k, k), C => out_channels, activation; stride, pad)`` → [pooling] → flatten →
-    ``Dense(features => num_outputs)``, in Flux or in PyTorch, from the same weights."""
+    """``Conv((k, k), C => out_channels, activation; stride, pad)`` → [pooling] (× conv_layers,
+    doubling the channels) → flatten → ``Dense(features => num_outputs)``, in Flux or in
+    PyTorch, from the same weights."""
 
     def __init__(self, config, context):
         check_config(config)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ailusion.devices import device_unavailable
 
-from .weights import Architecture
+from .weights import Architecture, conv_name
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def torch_device(device: str) -> str:
 
 
 class TorchBackend:
-    """Runs ``Conv → [pooling] → flatten → Dense`` with torch, on the CPU or a CUDA device.
+    """Runs ``(Conv → [pooling]) × conv_layers → flatten → Dense`` with torch, on the CPU or a
+    CUDA device.
 
     On a GPU it keeps torch's float32 defaults, as Flux keeps CUDA.jl's: the convolution may run
     in TF32 on Ampere or newer (torch's ``cudnn.allow_tf32``; CUDA.jl's default math mode gives
@@ -74,17 +75,18 @@ class TorchBackend:
         def own(array):  # a copy: training updates the weights in place
             return torch.tensor(np.asarray(array, np.float32), device=self.device)
 
-        self.kernel = own(torch_kernel(tensors["conv.weight"]))
-        self.conv_bias = own(tensors["conv.bias"])
+        names = [conv_name(b) for b in range(1, arch.conv_layers + 1)]
+        self.convs = [(own(torch_kernel(tensors[f"{n}.weight"])), own(tensors[f"{n}.bias"]))
+                      for n in names]
         self.dense_weight = own(tensors["dense.weight"])  # (out, in) as in Flux
         self.dense_bias = own(tensors["dense.bias"])
 
     def parameters(self) -> dict:
-        """The weights as torch tensors (PyTorch layout), by their Flux names."""
-        return {
-            "conv.weight": self.kernel, "conv.bias": self.conv_bias,
-            "dense.weight": self.dense_weight, "dense.bias": self.dense_bias,
-        }
+        """The weights as torch tensors (PyTorch layout), by their Flux names, layer by layer."""
+        params = {}
+        for block, (kernel, bias) in enumerate(self.convs, start=1):
+            params[f"{conv_name(block)}.weight"], params[f"{conv_name(block)}.bias"] = kernel, bias
+        return params | {"dense.weight": self.dense_weight, "dense.bias": self.dense_bias}
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The current weights in Flux layout (after training, the trained ones)."""
@@ -124,18 +126,19 @@ class TorchBackend:
             return F.linear(features, self.dense_weight, self.dense_bias).cpu().numpy()
 
     def _feature_maps(self, x):
-        """Convolution, activation and pooling of a (n, C, H, W) tensor."""
+        """Convolution, activation and pooling of a (n, C, H, W) tensor, block by block."""
         import torch
         import torch.nn.functional as F
 
         arch = self.arch
         if self.device == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        x = F.conv2d(x, self.kernel, self.conv_bias, stride=arch.stride, padding=arch.pad)
-        if arch.activation != "identity":
-            x = getattr(torch, arch.activation)(x)  # relu, sigmoid, tanh: as NNlib's
-        if arch.pooling == "max":
-            x = F.max_pool2d(x, arch.pool_size, arch.pool_size)
-        elif arch.pooling == "mean":
-            x = F.avg_pool2d(x, arch.pool_size, arch.pool_size)
+        for kernel, bias in self.convs:
+            x = F.conv2d(x, kernel, bias, stride=arch.stride, padding=arch.pad)
+            if arch.activation != "identity":
+                x = getattr(torch, arch.activation)(x)  # relu, sigmoid, tanh: as NNlib's
+            if arch.pooling == "max":
+                x = F.max_pool2d(x, arch.pool_size, arch.pool_size)
+            elif arch.pooling == "mean":
+                x = F.avg_pool2d(x, arch.pool_size, arch.pool_size)
         return x

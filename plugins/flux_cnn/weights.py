@@ -6,6 +6,9 @@ The tensors are exactly what Flux's layers are built from:
   ``Conv(weight, bias, σ)``: a true convolution (the kernel flipped, unlike PyTorch's);
 - ``dense.weight`` ``(outputs, features)`` and ``dense.bias`` ``(outputs,)``, for
   ``Dense(weight, bias)``: ``weight * x .+ bias``.
+
+With ``conv_layers`` > 1 the blocks after the first add ``conv2.weight``, ``conv2.bias``, …
+(block i has ``out_channels * 2**(i-1)`` channels, as CNNs usually double them).
 """
 
 from __future__ import annotations
@@ -20,15 +23,22 @@ from ailusion.rundir.files import write_bytes
 from ailusion.errors import ConfigError
 
 FILE_NAME = "model_weights.safetensors"
-TENSORS = ("conv.weight", "conv.bias", "dense.weight", "dense.bias")
+TENSORS = ("conv.weight", "conv.bias", "dense.weight", "dense.bias")  # the single block's
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")  # the same functions in Flux and torch
 POOLINGS = ("max", "mean")
 
 
+def conv_name(block: int) -> str:
+    """``conv`` for the first block (1-based), ``conv2``, ``conv3``, … for the others."""
+    return "conv" if block == 1 else f"conv{block}"
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """``Chain(Conv((k, k), C => out_channels, activation; stride, pad), [pooling], flatten,
-    Dense(features => num_outputs))``; ``pooling`` is ``"max"``, ``"mean"`` or ``None``."""
+    """``Chain(Conv((k, k), C => out_channels, activation; stride, pad), [pooling], …, flatten,
+    Dense(features => num_outputs))`` with ``conv_layers`` conv blocks (block i: ``out_channels
+    * 2**(i-1)`` channels, each followed by the pooling); ``pooling`` is ``"max"``, ``"mean"``
+    or ``None``."""
 
     kernel_size: int
     out_channels: int
@@ -38,39 +48,53 @@ class Architecture:
     pooling: str | None
     pool_size: int
     num_outputs: int
+    conv_layers: int = 1
 
     @classmethod
     def from_config(cls, config) -> "Architecture":
-        return cls(**{name: config[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: config.get(name, 1) if name == "conv_layers" else config[name]
+                      for name in cls.__dataclass_fields__})
+
+    def channels(self, block: int) -> int:
+        """Output channels of conv block ``block`` (1-based)."""
+        return self.out_channels * 2 ** (block - 1)
+
+    def tensor_names(self) -> tuple[str, ...]:
+        """Every tensor's name, in the order of the layers."""
+        convs = [f"{conv_name(b)}.{part}" for b in range(1, self.conv_layers + 1)
+                 for part in ("weight", "bias")]
+        return (*convs, "dense.weight", "dense.bias")
 
     def feature_map(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(channels, height, width) reaching ``flatten`` for (C, H, W) inputs, or ValueError."""
         _, h, w = input_shape
         k, s, p = self.kernel_size, self.stride, self.pad
-        if min(h, w) + 2 * p < k:
-            raise ValueError(
-                f"inputs of shape {tuple(input_shape)} are smaller than the {k}×{k} kernel"
-            )
-        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        if self.pooling:
-            q = self.pool_size
-            if min(h, w) < q:
-                raise ValueError(
-                    f"the convolution's {h}×{w} output is smaller than the {q}×{q} pooling"
-                )
-            h, w = (h - q) // q + 1, (w - q) // q + 1
-        return self.out_channels, h, w
+        for block in range(1, self.conv_layers + 1):
+            which = "" if self.conv_layers == 1 else f" of conv block {block}"
+            if min(h, w) + 2 * p < k:
+                inputs = (f"inputs of shape {tuple(input_shape)}" if block == 1
+                          else f"the {h}×{w} maps reaching conv block {block}")
+                raise ValueError(f"{inputs} are smaller than the {k}×{k} kernel")
+            h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+            if self.pooling:
+                q = self.pool_size
+                if min(h, w) < q:
+                    raise ValueError(f"the convolution's {h}×{w} output{which} is smaller than "
+                                     f"the {q}×{q} pooling")
+                h, w = (h - q) // q + 1, (w - q) // q + 1
+        return self.channels(self.conv_layers), h, w
 
     def shapes(self, input_shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
         """The shape of every tensor, in Flux layout, for (C, H, W) inputs."""
-        k, cout, n = self.kernel_size, self.out_channels, self.num_outputs
+        k, n = self.kernel_size, self.num_outputs
         features = int(np.prod(self.feature_map(input_shape)))
-        return {
-            "conv.weight": (k, k, input_shape[0], cout),
-            "conv.bias": (cout,),
-            "dense.weight": (n, features),
-            "dense.bias": (n,),
-        }
+        shapes, cin = {}, input_shape[0]
+        for block in range(1, self.conv_layers + 1):
+            cout = self.channels(block)
+            shapes[f"{conv_name(block)}.weight"] = (k, k, cin, cout)
+            shapes[f"{conv_name(block)}.bias"] = (cout,)
+            cin = cout
+        return shapes | {"dense.weight": (n, features), "dense.bias": (n,)}
 
 
 def glorot_init(
@@ -85,14 +109,16 @@ def glorot_init(
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-limit, limit, shape).astype(np.float32)
 
-    kw, kh, cin, cout = shapes["conv.weight"]
+    tensors = {}
+    for block in range(1, arch.conv_layers + 1):
+        name = conv_name(block)
+        kw, kh, cin, cout = shapes[f"{name}.weight"]
+        tensors[f"{name}.weight"] = glorot(shapes[f"{name}.weight"], kw * kh * cin, kw * kh * cout)
+        tensors[f"{name}.bias"] = np.zeros(shapes[f"{name}.bias"], np.float32)
     out, features = shapes["dense.weight"]
-    return {
-        "conv.weight": glorot(shapes["conv.weight"], kw * kh * cin, kw * kh * cout),
-        "conv.bias": np.zeros(shapes["conv.bias"], np.float32),
-        "dense.weight": glorot(shapes["dense.weight"], features, out),
-        "dense.bias": np.zeros(shapes["dense.bias"], np.float32),
-    }
+    tensors["dense.weight"] = glorot(shapes["dense.weight"], features, out)
+    tensors["dense.bias"] = np.zeros(shapes["dense.bias"], np.float32)
+    return tensors
 
 
 def save(
@@ -103,12 +129,14 @@ def save(
     ``classes`` (one name per output, as a JSON list) for trained weights."""
     from safetensors.numpy import save
 
-    metadata = {k: "none" if v is None else str(v) for k, v in asdict(arch).items()}
+    metadata = {k: "none" if v is None else str(v) for k, v in asdict(arch).items()
+                if k != "conv_layers" or v != 1}  # a single block's files are as they were
     metadata["layout"] = "flux"
     metadata["input_shape"] = ",".join(str(n) for n in input_shape)
     if classes is not None:
         metadata["classes"] = json.dumps([str(c) for c in classes])
-    data = save({name: np.ascontiguousarray(tensors[name]) for name in TENSORS}, metadata)
+    data = save({name: np.ascontiguousarray(tensors[name]) for name in arch.tensor_names()},
+                metadata)
     write_bytes(Path(path), _sorted_header(data))
 
 
@@ -156,16 +184,20 @@ def load(
             made_for = (f.metadata() or {}).get("input_shape")
     except (OSError, SafetensorError) as exc:
         raise ConfigError("model.weights", f"cannot read {path} as safetensors: {exc}") from None
-    missing = [name for name in TENSORS if name not in found]
-    unexpected = sorted(set(found) - set(TENSORS))
+    names = arch.tensor_names()
+    missing = [name for name in names if name not in found]
+    unexpected = sorted(set(found) - set(names))
     if missing or unexpected:
         parts = [f"lacks {', '.join(missing)}"] if missing else []
         parts += [f"has unexpected {', '.join(unexpected)}"] if unexpected else []
+        layers = f" for model.conv_layers={arch.conv_layers}" if arch.conv_layers > 1 or any(
+            n.startswith("conv2.") for n in unexpected) else ""
         raise ConfigError(
-            "model.weights", f"{path} {' and '.join(parts)} (expects {', '.join(TENSORS)})"
+            "model.weights",
+            f"{path} {' and '.join(parts)} (expects {', '.join(names)}{layers})"
         )
     expected = arch.shapes(input_shape)
-    wrong = [name for name in TENSORS if found[name].shape != expected[name]]
+    wrong = [name for name in names if found[name].shape != expected[name]]
     made_for = f" (made for inputs of shape ({made_for.replace(',', ', ')}))" if made_for else ""
     if wrong == ["dense.weight"] and found["dense.weight"].shape[0] == expected["dense.weight"][0]:
         raise ConfigError(
@@ -179,4 +211,4 @@ def load(
         raise ConfigError(
             "model.weights", f"{path}{made_for}: {shapes} for inputs of shape {tuple(input_shape)}"
         )
-    return {name: np.asarray(found[name], dtype=np.float32) for name in TENSORS}
+    return {name: np.asarray(found[name], dtype=np.float32) for name in names}

@@ -1,7 +1,8 @@
 """
     AilusionFlux
 
-The ailusion model in Flux: `Chain(Conv, [pooling], flatten, Dense)` built from weight arrays
+The ailusion model in Flux: `Chain(Conv, [pooling], …, flatten, Dense)` (one or more conv
+blocks) built from weight arrays
 given in Flux's own layout, run on WHCN `Float32` batches on the CPU or, when asked and CUDA is
 functional, on the GPU, and trained with Optimisers.jl's `Adam` (`train_setup`, `train_step!`).
 
@@ -33,38 +34,54 @@ struct Model{C, D}
 end
 
 """
-    build_model(conv_weight, conv_bias, dense_weight, dense_bias; activation = "relu",
+    build_model(conv_weights, conv_biases, dense_weight, dense_bias; activation = "relu",
                 stride = 1, pad = 0, pooling = nothing, pool_size = 2, gpu = false) -> Model
 
-Build `Chain(Conv(conv_weight, conv_bias, activation; stride, pad), [pooling], flatten,
-Dense(dense_weight, dense_bias))`. `conv_weight` is `(kW, kH, Cin, Cout)` and is used as a
-true convolution, as Flux's `Conv` does; `dense_weight` is `(outputs, features)`. `pooling` is
-`nothing`, `"max"` or `"mean"`, over `(pool_size, pool_size)` windows with the same stride.
-With `gpu = true` the model moves to `gpu_device()`, which is the CPU unless a functional GPU
-backend is loaded.
+Build `Chain(Conv(conv_weights[1], conv_biases[1], activation; stride, pad), [pooling], …,
+Conv(conv_weights[end], …), [pooling], flatten, Dense(dense_weight, dense_bias))`: one block per
+kernel (a tuple or vector of them), each followed by the pooling. A kernel is `(kW, kH, Cin,
+Cout)` and is used as a true convolution, as Flux's `Conv` does; `dense_weight` is `(outputs,
+features)`. `pooling` is `nothing`, `"max"` or `"mean"`, over `(pool_size, pool_size)` windows
+with the same stride. With `gpu = true` the model moves to `gpu_device()`, which is the CPU
+unless a functional GPU backend is loaded.
+
+    build_model(conv_weight, conv_bias, dense_weight, dense_bias; …)
+
+The single block: the same as `build_model((conv_weight,), (conv_bias,), …)`.
 """
 function build_model(
-        conv_weight::AbstractArray{<:Real, 4}, conv_bias::AbstractVector{<:Real},
+        conv_weights::Union{Tuple, AbstractVector}, conv_biases::Union{Tuple, AbstractVector},
         dense_weight::AbstractMatrix{<:Real}, dense_bias::AbstractVector{<:Real};
         activation::AbstractString = "relu", stride::Integer = 1, pad::Integer = 0,
         pooling::Union{Nothing, AbstractString} = nothing, pool_size::Integer = 2,
         gpu::Bool = false
     )
     haskey(ACTIVATIONS, activation) || throw(ArgumentError("unknown activation $activation"))
-    conv = Conv(
-        Array{Float32}(conv_weight), Vector{Float32}(conv_bias), ACTIVATIONS[activation];
-        stride = Int(stride), pad = Int(pad)
-    )
-    dense = Dense(Matrix{Float32}(dense_weight), Vector{Float32}(dense_bias))
-    if pooling === nothing
-        chain = Chain(conv, MLUtils.flatten, dense)
-    else
-        haskey(POOLINGS, pooling) || throw(ArgumentError("unknown pooling $pooling"))
-        pool = POOLINGS[pooling]((Int(pool_size), Int(pool_size)))
-        chain = Chain(conv, pool, MLUtils.flatten, dense)
+    pooling === nothing || haskey(POOLINGS, pooling) ||
+        throw(ArgumentError("unknown pooling $pooling"))
+    length(conv_weights) == length(conv_biases) >= 1 ||
+        throw(ArgumentError("give one bias per kernel, and at least one kernel"))
+    layers = Any[]
+    for (weight, bias) in zip(conv_weights, conv_biases)
+        push!(
+            layers, Conv(
+                Array{Float32}(weight), Vector{Float32}(bias), ACTIVATIONS[activation];
+                stride = Int(stride), pad = Int(pad)
+            )
+        )
+        pooling === nothing || push!(layers, POOLINGS[pooling]((Int(pool_size), Int(pool_size))))
     end
+    dense = Dense(Matrix{Float32}(dense_weight), Vector{Float32}(dense_bias))
+    chain = Chain(layers..., MLUtils.flatten, dense)
     device = gpu ? gpu_device() : cpu_device()
     return Model(device(chain), device)
+end
+
+function build_model(
+        conv_weight::AbstractArray{<:Real, 4}, conv_bias::AbstractVector{<:Real},
+        dense_weight::AbstractMatrix{<:Real}, dense_bias::AbstractVector{<:Real}; options...
+    )
+    return build_model((conv_weight,), (conv_bias,), dense_weight, dense_bias; options...)
 end
 
 """

@@ -64,22 +64,31 @@ function model_weights(model::Model)
     )
 end
 
-function parameters(chain::Chain)
-    conv, dense = chain[1], chain[end]
-    return (
-        "conv.weight" => conv.weight, "conv.bias" => conv.bias,
-        "dense.weight" => dense.weight, "dense.bias" => dense.bias,
-    )
+"""
+    conv_name(block) -> String
+
+The name ailusion saves conv block `block`'s tensors under: `conv` for the first, then `conv2`, ….
+"""
+conv_name(block::Integer) = block == 1 ? "conv" : "conv$block"
+
+# The positions of the chain's Conv layers, in order.
+conv_positions(chain::Chain) = [i for (i, layer) in enumerate(chain.layers) if layer isa Conv]
+
+# `name => (weight, bias)` picks, for each conv block and the dense layer, from `layers` (the
+# chain's layers, or their optimiser states, which Flux.setup lays out the same way).
+function named(chain::Chain, layers)
+    pairs = Pair{String, Any}[]
+    for (block, i) in enumerate(conv_positions(chain))
+        push!(pairs, "$(conv_name(block)).weight" => layers[i].weight)
+        push!(pairs, "$(conv_name(block)).bias" => layers[i].bias)
+    end
+    push!(pairs, "dense.weight" => layers[end].weight, "dense.bias" => layers[end].bias)
+    return pairs
 end
 
-function leaves(trainer::Trainer)
-    layers = trainer.state.layers
-    conv, dense = layers[1], layers[end]
-    return (
-        "conv.weight" => conv.weight, "conv.bias" => conv.bias,
-        "dense.weight" => dense.weight, "dense.bias" => dense.bias,
-    )
-end
+parameters(chain::Chain) = named(chain, chain.layers)
+
+leaves(trainer::Trainer) = named(trainer.model.chain, trainer.state.layers)
 
 adam_state(trainer::Trainer, leaf) = trainer.decay ? leaf.state[2] : leaf.state
 
