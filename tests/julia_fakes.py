@@ -55,6 +55,7 @@ def write_julia(bindir: Path, version: str = "1.11.2", name: str = "julia") -> P
         )
     )
     exe.chmod(0o755)
+    (bindir / "libjulia.so").write_bytes(b"")  # there, as juliacall checks, but no library
     return exe
 
 

@@ -214,6 +214,45 @@ def test_every_way_of_naming_julia_starts_that_julia(world, naming):
     assert julia_fakes.runs(named) and not julia_fakes.runs(decoy)
 
 
+REAL_JULIACALL = """
+from ailusion.errors import AilusionError
+from ailusion.plugins.flux_cnn import julia_import
+try:
+    julia_import.load()
+except AilusionError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("naming", [*NAMINGS, "PYTHON_JULIACALL_PROJECT alone"])
+def test_the_real_juliacall_accepts_what_the_start_up_leaves_it(world, naming):
+    # The installed juliacall itself, in a process of its own: its option checks (l.158-221)
+    # pass, juliapkg resolves with the named Julia, and it stops only where it opens libjulia.
+    named = world.julia(where="named/bin", on_path=naming == "PYTHON_JULIACALL_PROJECT alone")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no fake juliacall
+    xoptions = []
+    if naming in NAMINGS:
+        kind, key, value = NAMINGS[naming](named)
+        if kind == "env":
+            env[key] = value
+        else:
+            xoptions = ["-X", f"{key}={value}"]
+    else:
+        (world.tmp / "mine").mkdir()
+        env["PYTHON_JULIACALL_PROJECT"] = str(world.tmp / "mine")
+    out = subprocess.run(
+        [sys.executable, *xoptions, "-c", REAL_JULIACALL], env=env, cwd=world.tmp,
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    lib = named.parent / "libjulia.so"
+    assert out.stdout.splitlines()[-1].startswith(
+        f"model.backend=julia: Julia could not load AilusionFlux: {lib}: "
+    ), out.stdout + out.stderr
+    assert "must be set together" not in out.stdout + out.stderr
+    if naming in NAMINGS:
+        assert any(run["argv"][-1].startswith("using Libdl") for run in julia_fakes.runs(named))
+
+
 def test_a_julia_juliaup_installed_off_path_is_found(world):
     from juliapkg.install_julia import get_short_arch
 
@@ -270,12 +309,12 @@ def test_a_named_path_that_is_no_julia_fails_with_the_setting_named(world, namin
     assert "juliacall" not in sys.modules
 
 
-def test_auto_says_why_it_runs_the_twin_when_the_named_julia_is_missing(world, caplog):
+def auto_notices(world, caplog) -> list[str]:
+    """The notices of a ``model.backend=auto`` model set up in ``world``; it runs the twin."""
     from omegaconf import OmegaConf
 
     from ailusion.plugins.flux_cnn import model
 
-    world.monkeypatch.setenv("PYTHON_JULIACALL_EXE", str(world.tmp / "nowhere" / "julia"))
     world.monkeypatch.setattr(model, "_noticed", set())
     config = OmegaConf.load(ROOT / "conf" / "model" / "flux_cnn.yaml")
     config.device = "cpu"
@@ -283,10 +322,25 @@ def test_auto_says_why_it_runs_the_twin_when_the_named_julia_is_missing(world, c
     with caplog.at_level(logging.WARNING, logger="ailusion.plugins.flux_cnn"):
         cnn.setup((3, 8, 8))
     assert cnn.backend.name == "torch"
-    assert [r.getMessage() for r in caplog.records] == [
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_auto_says_why_it_runs_the_twin_when_the_named_julia_is_missing(world, caplog):
+    world.monkeypatch.setenv("PYTHON_JULIACALL_EXE", str(world.tmp / "nowhere" / "julia"))
+    assert auto_notices(world, caplog) == [
         f"model.backend=auto: PYTHON_JULIACALL_EXE={world.tmp / 'nowhere' / 'julia'} names no "
         "Julia executable, running the PyTorch twin of the Flux model"
     ]
+
+
+def test_auto_says_why_it_runs_the_twin_when_the_named_julia_fails(world, caplog):
+    exe = world.julia(version="1.9.4", on_path=False)
+    world.monkeypatch.setitem(sys._xoptions, "juliacall-exe", str(exe))
+    [notice] = auto_notices(world, caplog)
+    assert notice.startswith(
+        f"model.backend=auto: running the PyTorch twin (model.backend=julia: found Julia 1.9.4 "
+        f"at {exe}, need ≥ 1.10.3, < "
+    )
 
 
 # --- 4. install_julia=false means no download ------------------------------------------------
