@@ -122,14 +122,16 @@ class RunDirReader:
     def batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, np.int64)
         out = np.empty((len(positions), *self.input_shape), np.float32)
-        raw = np.empty(self.input_shape, self._dtype)
-        buffer = memoryview(raw.reshape(-1).view(np.uint8))
+        direct = self._dtype == np.float32  # read straight into the batch, else convert a row
+        raw = None if direct else np.empty(self.input_shape, self._dtype)
         with open(self.path / "preprocessed.npy", "rb", buffering=0) as f:
             for i in np.argsort(positions, kind="stable"):  # in file order
+                row = out[i] if direct else raw
                 f.seek(self._offset + int(self._rows[positions[i]]) * self._row_bytes)
-                if f.readinto(buffer) != self._row_bytes:
+                if f.readinto(memoryview(row.reshape(-1).view(np.uint8))) != self._row_bytes:
                     raise AilusionError(f"data: {self.path}/preprocessed.npy is truncated")
-                out[i] = raw
+                if not direct:
+                    out[i] = raw
         return out, self.labels[positions]
 
 

@@ -96,8 +96,8 @@ class TorchBackend:
         """(N, outputs) logits of a (N, C, H, W) tensor, differentiable (training's forward)."""
         import torch.nn.functional as F
 
-        maps = self._feature_maps(x)
-        # reshape, not view: channels-last maps are not contiguous in NCHW order.
+        # NCHW throughout: channels-last, fastest for inference, costs a training step ~10%.
+        maps = self._feature_maps(x, channels_last=False)
         return F.linear(maps.reshape(len(x), -1), self.dense_weight, self.dense_bias)
 
     def trainer(self, settings):
@@ -125,13 +125,13 @@ class TorchBackend:
                 features[start:start + len(maps)].view(maps.shape).copy_(maps)
             return F.linear(features, self.dense_weight, self.dense_bias).cpu().numpy()
 
-    def _feature_maps(self, x):
+    def _feature_maps(self, x, channels_last: bool = True):
         """Convolution, activation and pooling of a (n, C, H, W) tensor, block by block."""
         import torch
         import torch.nn.functional as F
 
         arch = self.arch
-        if self.device == "cpu":
+        if self.device == "cpu" and channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for kernel, bias in self.convs:
             x = F.conv2d(x, kernel, bias, stride=arch.stride, padding=arch.pad)
