@@ -84,6 +84,8 @@ class Consumer:
                     continue
                 if item is not _STOP:
                     batch.append(item)
+                    if item[1] is not None:  # a generated image: its PNG can be written now
+                        self.outputs.begin(*item)
                 if batch and (item is _STOP or len(batch) >= self.batch_size):
                     self._process(batch)
                     batch = []

@@ -49,6 +49,6 @@ def test_keep_up_runs_the_pipeline_on_paced_images(keepup, tmp_path):
 @pytest.mark.slow
 def test_stage_costs_measure_every_stage_of_the_limit(keepup):
     costs = keepup.stage_costs(repeats=1)
-    assert list(costs) == ["PNG 512²", "PNG 224²", "preprocess", "forward (batch 8)", "npy row",
-                           "manifest row"]
+    assert list(costs) == ["PNG 512²", "PNG 224²", "preprocess", "forward (batch 8)",
+                           "write + sha256 of both", "npy row", "manifest row"]
     assert all(0 < cost < 1 for cost in costs.values())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
-from fake_plugins import FAST, MeanModel, plugin_manager
+from fake_plugins import FAST, MeanModel, NoiseGenerator, plugin_manager
 from PIL import Image
 
 import ailusion
@@ -104,3 +105,42 @@ def test_small_thumbnails_are_enlarged_with_hard_edges():
     thumb = np.asarray(_thumbnail(small))
     assert thumb.shape == (48, 96, 3)
     np.testing.assert_array_equal(thumb, np.asarray(small).repeat(3, 0).repeat(3, 1))
+
+
+class WaitingGenerator(NoiseGenerator):
+    """Generator ``waiting``: after its first image, waits (up to 20 s) for that image's PNG to
+    be on disk before making the others, and records whether it was."""
+
+    seen_first_png: list = []
+
+    def __init__(self, config, context):
+        super().__init__(config, context)
+        self.run_dir = context.run_dir
+
+    def generate(self, requests):
+        for n, generated in enumerate(super().generate(requests)):
+            yield generated
+            if n == 0:
+                deadline = time.monotonic() + 20
+                path = self.run_dir / "generated_image_1.png"
+                while not path.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.seen_first_png.append(path.exists())
+
+
+class WaitingPlugin:
+    @hookimpl
+    def register_generators(self):
+        return {"waiting": WaitingGenerator}
+
+
+def test_a_generated_image_is_written_before_its_batch_is_full(tmp_path):
+    pm = plugin_manager()
+    pm.register(WaitingPlugin())
+    WaitingGenerator.seen_first_png = []
+    result = ailusion.run([*FAST, "prompts=[a,b,c,d]", "generator.plugin=waiting",
+                           "model.batch_size=4"], run_dir=tmp_path / "run", pm=pm)
+    assert WaitingGenerator.seen_first_png == [True]
+    assert result.summary["written"] == 4
+    with Image.open(tmp_path / "run" / "generated_image_1.png") as image:
+        assert image.text["prompt"] == "a"

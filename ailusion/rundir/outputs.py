@@ -48,6 +48,7 @@ class Outputs:
         )
         self._in_flight = threading.BoundedSemaphore(4 * workers)
         self._pending: deque[tuple[dict, list[Future]]] = deque()
+        self._begun: dict[int, tuple[dict, Future]] = {}  # by image index: see begin()
         self.hook = None  # set by the Consumer: called with each complete row
         self._writes: list[Future] = []
         self.sheets = ContactSheets(self.run_dir, total, self._save_sheet)
@@ -65,6 +66,17 @@ class Outputs:
         future.add_done_callback(lambda _: self._in_flight.release())
         return future
 
+    def begin(self, request, generated) -> None:
+        """Start writing a generated image as soon as it arrives: its PNG and text chunks need
+        nothing its batch computes, so it is encoded while the batch fills, and the last batch
+        of a run leaves less to do after the last image."""
+        row = self._new_row(request, generated)
+        text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
+        self._begun[request.index] = row, self._submit(
+            files.save_png, generated.image, self.run_dir / row["file_name"], text=text,
+            **self.png,
+        )
+
     def add_batch(self, batch, images, arrays: np.ndarray, logits: np.ndarray) -> None:
         """Record one processed batch of ``(request, generated, previous_row)`` triples, with
         each one's image (generated now, or read back for a complete one)."""
@@ -77,7 +89,12 @@ class Outputs:
             position = len(self.order)
             self.order.append(request.index)
             self.logits[position] = logits[i]
-            row = dict(previous) if previous else self._new_row(request, generated)
+            if generated is None:  # complete already: its row is read back, its files stay
+                row, saved = dict(previous), None
+            else:
+                if request.index not in self._begun:
+                    self.begin(request, generated)
+                row, saved = self._begun.pop(request.index)
             top = int(np.argmax(probabilities[i]))
             finite = bool(np.isfinite(logits[i]).all())  # NaN logits have no top label
             row.update(
@@ -87,12 +104,8 @@ class Outputs:
                 flagged=row.get("flagged") or (None if finite else "nan"),
             )
             futures = []  # (the row key of the file's sha256, the write returning it)
-            if generated is not None:
-                text = {k: v for k, v in row.items() if k in _PNG_TEXT_KEYS}
-                futures.append((FILE_KEYS["file_name"], self._submit(
-                    files.save_png, generated.image, self.run_dir / row["file_name"], text=text,
-                    **self.png,
-                )))
+            if saved is not None:
+                futures.append((FILE_KEYS["file_name"], saved))
             view = self.preprocessor.to_image(arrays[i])
             if previous is None:
                 futures.append((FILE_KEYS["preprocessed_file_name"], self._submit(
@@ -113,8 +126,7 @@ class Outputs:
                 "fortran_order": False,
                 "shape": (self.total, *arrays.shape[1:]),
             })
-        for array in arrays:
-            self._array_file.write(np.ascontiguousarray(array).tobytes())
+        self._array_file.write(memoryview(np.ascontiguousarray(arrays)).cast("B"))  # no copy
 
     def _new_row(self, request, generated) -> dict:
         info = dict(generated.info)
