@@ -33,7 +33,7 @@ def get_plugin_manager() -> PluginManager:
     """
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points():
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
         dist = ep.dist.name if ep.dist else "?"
@@ -56,6 +56,32 @@ def get_plugin_manager() -> PluginManager:
         pm.trace.root.setwriter(print)
         pm.enable_tracing()
     return pm
+
+
+def entry_points() -> list[metadata.EntryPoint]:
+    """The ``ailusion`` entry points of every installed distribution, and, when ailusion runs
+    from its source tree (:data:`ailusion.SOURCE_TREE`), those pyproject.toml declares that no
+    installed distribution does: the default plugins work from a clone that is not installed."""
+    found = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    from . import SOURCE_TREE
+
+    if SOURCE_TREE is not None:
+        names = {ep.name for ep in found}
+        found += [ep for ep in _declared(SOURCE_TREE) if ep.name not in names]
+    return found
+
+
+def _declared(root: str) -> list[metadata.EntryPoint]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the installed entry points only
+        return []
+    try:
+        with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+            table = tomllib.load(f)["project"]["entry-points"][ENTRY_POINT_GROUP]
+    except (OSError, KeyError, ValueError):
+        return []
+    return [metadata.EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in table.items()]
 
 
 @dataclass(frozen=True)
