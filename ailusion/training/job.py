@@ -146,7 +146,11 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
         }
     objective = plan.objective_for(folder is not None)
     metrics = {"objective": objective, "objective_value": float(metrics[objective]), **metrics}
-    model.save(out_dir)
+    if callable(getattr(model, "save", None)):
+        model.save(out_dir)
+    else:
+        log.warning("model %r has no save(run_dir): its trained weights are not written",
+                    node.get("plugin"))
     files.write_json(out_dir / TRAINING_RECORD, {
         "data": fingerprint["data"], "classes": classes, "input_shape": list(data.input_shape),
         "preprocessor": data.preprocessing, "model": fingerprint["model"],
