@@ -530,8 +530,11 @@ def test_the_forward_pass_runs_with_the_gil_released(monkeypatch):
     flux.forward = FakeFluxFunction(calls, FakeLogits(np.arange(6, dtype=np.float32).reshape(3, 2)))
     main = type("Main", (), {"AilusionFlux": flux})()
     monkeypatch.setattr(julia_import, "load", lambda gpu, install: main)
-    tensors = {"conv.weight": 0, "conv.bias": 0, "dense.weight": 0, "dense.bias": 0}
-    arch = type("Arch", (), dict(activation="relu", stride=1, pad=0, pooling=None, pool_size=2))
+    from ailusion.plugins.flux_cnn.weights import Architecture
+
+    arch = Architecture(kernel_size=3, out_channels=2, activation="relu", stride=1, pad=0,
+                        pooling=None, pool_size=2, num_outputs=3)
+    tensors = {name: np.zeros(1, dtype=np.float32) for name in arch.tensor_names()}
     backend = julia_backend.JuliaBackend(tensors, arch, device="cpu")
     batch = np.zeros((2, 3, 4, 5), dtype=np.float32)
     logits = backend.forward(batch)
