@@ -6,7 +6,8 @@ the same pixels; a reader cannot tell which wrote a file but by its size. ``png_
 needs the ``fpng`` package (``pip install 'ailusion[fpng]'``); where it cannot load, the run says
 so in one line and encodes with Pillow. fpng has one fixed compression: ``png_compress_level``
 and ``png_strategy`` apply to Pillow only, and images of other modes (grayscale ``L``, 16-bit)
-are always encoded by Pillow.
+are always encoded by Pillow. The contact sheet, a picture for people rather than data, is
+encoded with fpng wherever it loads (:func:`available`).
 """
 
 from __future__ import annotations
@@ -61,10 +62,15 @@ def _load_fpng():
     return _fpng.get("module")
 
 
+def available(encoder: str) -> bool:
+    """Whether ``encoder`` can encode here (fpng: whether it loads), without a warning."""
+    return encoder != "fpng" or _load_fpng() is not None
+
+
 def resolve(encoder: str) -> str:
     """The encoder a run configured with ``png_encoder=encoder`` uses: ``fpng`` where it loads,
     else ``pillow``, which a one-line warning names."""
-    if encoder != "fpng" or _load_fpng() is not None:
+    if available(encoder):
         return encoder
     log.warning(
         "png_encoder=fpng: fpng cannot load here (%s); encoding PNGs with Pillow instead "

@@ -144,3 +144,33 @@ def test_a_generated_image_is_written_before_its_batch_is_full(tmp_path):
     assert result.summary["written"] == 4
     with Image.open(tmp_path / "run" / "generated_image_1.png") as image:
         assert image.text["prompt"] == "a"
+
+
+def draw_sheets(tmp_path, count=9):
+    from ailusion.rundir.sheets import ContactSheets
+
+    saved = {}
+    sheets = ContactSheets(tmp_path, count, lambda path, data: saved.update({path.name: data}),
+                           per_sheet=4)
+    for i in range(count):
+        sheets.add({"index": i + 1, "prompt": f"prompt {i % 2}", "label": "3",
+                    "probability": 0.25}, photo(64 + 8 * i, 64), photo(32, 32))
+    return saved
+
+
+def test_sheets_encoded_whole_by_fpng_or_line_by_line_by_zlib_are_the_same_picture(
+        tmp_path, monkeypatch):
+    import io
+
+    from ailusion import png
+
+    fast = draw_sheets(tmp_path)
+    monkeypatch.setattr(png, "_fpng", {"error": "ImportError: none here"})
+    streamed = draw_sheets(tmp_path)
+    assert sorted(fast) == sorted(streamed) == ["contact_sheet.png", "contact_sheet_2.png",
+                                                "contact_sheet_3.png"]
+    for name in fast:
+        assert b"fdEC" in fast[name] and b"fdEC" not in streamed[name]
+        with Image.open(io.BytesIO(fast[name])) as a, Image.open(io.BytesIO(streamed[name])) as b:
+            assert a.size == b.size
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
