@@ -21,7 +21,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..rundir import manifest
+from ..rundir import manifest, records
 from ..rundir.claim import RUN_FILE
 from ..errors import AilusionError
 
@@ -80,10 +80,11 @@ class RunDirReader:
             raise AilusionError(f"data: {path} has no labels (no classes.json); {LABELLED_HOW}")
         self.classes = list(classes)
         self.preprocessing = _recorded_preprocessor(path)
-        order = _read_json(path / "preprocessed_index.json")
-        rows = {row.get("file_name"): row for row in manifest.read_manifest(path).values()}
+        index = path / "preprocessed_index.json"
+        order = records.check_index(records.read_json(index), index, path)
+        rows = {row["file_name"]: row for row in manifest.read_manifest(path, strict=True).values()}
         shape, dtype, self._offset = _npy_layout(path / "preprocessed.npy")
-        if not isinstance(order, list) or len(order) != shape[0]:
+        if len(order) != shape[0]:
             raise AilusionError(
                 f"data: {path}: preprocessed_index.json and preprocessed.npy disagree"
             )
@@ -135,16 +136,10 @@ class RunDirReader:
         return out, self.labels[positions]
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise AilusionError(f"data: {path}: not readable JSON ({exc})") from None
-
-
 def _recorded_preprocessor(path: Path) -> dict:
-    record = _read_json(path / RUN_FILE)
-    node = record.get("config", {}).get("preprocessor") if isinstance(record, dict) else None
+    file = path / RUN_FILE
+    record = records.check_run_record(records.read_json(file), file)
+    node = record["config"].get("preprocessor")
     if not isinstance(node, dict) or not isinstance(node.get("plugin"), str):
         raise AilusionError(f"data: {path / RUN_FILE} does not record its preprocessor")
     return node
