@@ -18,7 +18,7 @@ import pytest
 
 from ailusion import devices
 from ailusion.errors import AilusionError, ConfigError
-from ailusion.plugins.flux_cnn import julia_find, julia_import
+from ailusion.plugins.flux_cnn import julia_find, julia_import, julia_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -485,7 +485,7 @@ def test_a_checkout_reached_through_a_symlink_gives_juliapkg_one_path(world, tmp
     link = tmp_path / "checkout"
     link.symlink_to(ROOT, target_is_directory=True)
     json_file = link / "plugins" / "flux_cnn" / "juliapkg.json"
-    world.monkeypatch.setattr(julia_import, "JULIAPKG_JSON", json_file)
+    world.monkeypatch.setattr(julia_packages, "JULIAPKG_JSON", json_file)
     julia_import._require_packages(gpu=False)
     # juliapkg finds the same file through the editable install's (unresolved) path
     world.monkeypatch.setattr(
@@ -608,7 +608,7 @@ def test_cuda_5_and_6_are_allowed_with_a_flux_that_accepts_both():
     def admits(spec: str, version: str) -> bool:
         return Version.parse(version) in Compat.parse(spec)
 
-    cuda, cudnn = (julia_import.GPU_PACKAGES[n]["version"] for n in ("CUDA", "cuDNN"))
+    cuda, cudnn = (julia_packages.GPU_PACKAGES[n]["version"] for n in ("CUDA", "cuDNN"))
     assert admits(cuda, "5.9.0") and admits(cuda, "6.3.0") and not admits(cuda, "7.0.0")
     assert admits(cudnn, "1.4.0") and admits(cudnn, "6.3.0") and not admits(cudnn, "2.0.0")
     flux = json.loads(julia_find.JULIAPKG_JSON.read_text())["packages"]["Flux"]["version"]
