@@ -325,7 +325,7 @@ BAD_OPTIONS = [
     ({"size": [96, 128, 3]}, f"size: {SIZE} [96, 128, 3]"),
     ({"size": [96, 0]}, f"size: {SIZE} [96, 0]"),
     ({"size": 22.5}, f"size: {SIZE} 22.5"),
-    ({"mode": "zoom"}, "mode: must be one of stretch, center_crop, letterbox, got 'zoom'"),
+    ({"mode": "zoom"}, "mode: must be one of stretch, center_crop, letterbox, resize_crop, got 'zoom'"),
     ({"interpolation": "cubic"}, f"interpolation: must be one of {FILTERS}, got 'cubic'"),
     ({"normalize": "coco"}, "normalize: must be one of imagenet, clip or null, got 'coco'"),
     ({"normalize": "imagenet", "grayscale": True},

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ailusion.api import compose_config
+from ailusion.errors import AilusionError
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "needs a real model"
@@ -50,7 +51,10 @@ def test_the_readme_has_runs_to_check():
 def test_a_readme_run_is_offline_or_says_it_needs_a_real_model(line):
     if MARK in line:
         return
-    config = compose_config(overrides(line))
+    try:
+        config = compose_config(overrides(line))
+    except AilusionError as exc:
+        pytest.fail(f"README: `{line}` does not run: {exc}")
     generator = config.generator
     offline = generator.plugin != "stable_diffusion" or generator.model == "tiny"
     assert offline, f"README: `{line}` loads {generator.model} from the Hub; add generator=tiny " \

@@ -9,7 +9,8 @@ from ailusion.errors import ConfigError
 from ailusion.options import is_int as _is_int, is_number as _is_number
 from ailusion.schemas import check_node
 
-MODES = ("stretch", "center_crop", "letterbox")
+MODES = ("stretch", "center_crop", "letterbox", "resize_crop")
+CROP_OFFSETS = ("floor", "round")
 INTERPOLATIONS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 DTYPES = ("float32", "float16")
 #: (mean, std) per RGB channel, as torchvision's ImageNet models and OpenAI's CLIP were trained.
@@ -27,6 +28,8 @@ class ImageConfig:
     mode: str = "stretch"
     interpolation: str = "bicubic"
     pad_color: Any = 0  # a gray level or [r, g, b]
+    resize: Optional[int] = None
+    crop_offset: str = "floor"
     reducing_gap: Optional[float] = None
     normalize: Optional[str] = None
     mean: Optional[List[float]] = None
@@ -51,7 +54,8 @@ def parse_options(config) -> dict:
         _fail("size", f"must be a positive int or [height, width] of positive ints, got {size}")
     options["size"] = sizes
 
-    for key, allowed in (("mode", MODES), ("interpolation", INTERPOLATIONS), ("dtype", DTYPES)):
+    for key, allowed in (("mode", MODES), ("interpolation", INTERPOLATIONS), ("dtype", DTYPES),
+                         ("crop_offset", CROP_OFFSETS)):
         if options[key] not in allowed:
             _fail(key, f"must be one of {', '.join(allowed)}, got {options[key]!r}")
     if not isinstance(options["grayscale"], bool):
@@ -64,6 +68,10 @@ def parse_options(config) -> dict:
         isinstance(pad, list) and len(pad) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in pad)
     ):
         _fail("pad_color", f"must be a gray level 0-255 or [r, g, b] of 0-255, got {pad}")
+    resize = options["resize"]
+    if resize is not None and not (resize >= max(sizes)):
+        _fail("resize", f"must be null or at least the larger side of size ({max(sizes)}) so the "
+                        f"crop is covered, got {resize}")
     gap = options["reducing_gap"]
     if gap is not None and not (_is_number(gap) and gap >= 1):
         _fail("reducing_gap", f"must be null or a number >= 1, got {gap!r}")

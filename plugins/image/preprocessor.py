@@ -39,7 +39,10 @@ class ImagePreprocessor:
 
     def settings(self) -> dict:
         """Everything that shapes the output, for the manifest."""
-        return {k: v for k, v in self.options.items() if k != "num_workers"}
+        unused = {"num_workers"}
+        if self.options["mode"] != "resize_crop":  # its own keys shape nothing in other modes
+            unused |= {"resize", "crop_offset"}
+        return {k: v for k, v in self.options.items() if k not in unused}
 
     def preprocess(self, images: Sequence) -> np.ndarray:
         """Return the (N, C, H, W) array for ``images``, one image per worker thread."""
@@ -73,6 +76,10 @@ class ImagePreprocessor:
         resized = image.resize(
             (width, height), self._filter, box=box, reducing_gap=self.options["reducing_gap"]
         )
+        if self.options["mode"] == "resize_crop":  # then cut the centre out, pixels as they are
+            (width, height), resized = (self.width, self.height), resized.crop(
+                (x, y, x + self.width, y + self.height))
+            x = y = 0
         pixels = np.asarray(resized)
         pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         # Scale in float32 (then cast once) so float16 rows equal the float32 ones, rounded.
@@ -105,6 +112,8 @@ class ImagePreprocessor:
         ``ImageOps.pad`` (letterbox) compute them; their arithmetic is mirrored so that
         ``reducing_gap`` applies and the pixels land straight in the output row."""
         mode, ratio, target = self.options["mode"], width / height, self.width / self.height
+        if mode == "resize_crop":
+            return self._resize_crop(width, height)
         if mode == "stretch" or ratio == target:
             return (self.width, self.height), None, (0, 0)
         if mode == "center_crop":
@@ -116,6 +125,23 @@ class ImagePreprocessor:
         else:
             size = (max(1, round(width / height * self.height)), self.height)
         offset = (round((self.width - size[0]) * 0.5), round((self.height - size[1]) * 0.5))
+        return size, None, offset
+
+    def _resize_crop(self, width: int, height: int):
+        """The shorter side scaled to ``resize`` (the longer one truncated to an int, as
+        torchvision's ``Resize(int)`` and transformers' ``shortest_edge`` compute it), and where
+        the centre crop starts in that: ``excess // 2`` (transformers) or
+        ``round(excess / 2)`` (torchvision's ``CenterCrop``), per ``crop_offset``."""
+        short = self.options["resize"] or max(self.width, self.height)
+        if width <= height:
+            size = (short, int(short * height / width))
+        else:
+            size = (int(short * width / height), short)
+        excess = (size[0] - self.width, size[1] - self.height)
+        if self.options["crop_offset"] == "round":
+            offset = tuple(int(round(e / 2.0)) for e in excess)
+        else:
+            offset = tuple(e // 2 for e in excess)
         return size, None, offset
 
 
