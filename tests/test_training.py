@@ -287,3 +287,37 @@ def test_a_model_that_cannot_train_says_so_in_one_line(shapes):
         ailusion.train([f"data={shapes[0]}", "model.plugin=mean", "progress=false"],
                        run_dir=shapes[0].parent / "frozen", pm=plugin_manager())
     assert not (shapes[0].parent / "frozen").exists()
+
+
+def test_reading_batches_keeps_memory_flat(tmp_path, monkeypatch):
+    """Only the rows asked for are read: memory does not grow with the data."""
+    import tracemalloc
+
+    from ailusion.rundir.files import write_json
+
+    run = tmp_path / "big"
+    run.mkdir()
+    n, shape = 3000, (3, 24, 24)
+    x = np.lib.format.open_memmap(run / "preprocessed.npy", "w+", np.float32, (n, *shape))
+    x[:] = np.arange(n, dtype=np.float32)[:, None, None, None]
+    x.flush()
+    del x
+    names = [f"generated_image_{i}.png" for i in range(1, n + 1)]
+    write_json(run / "preprocessed_index.json", names)
+    rows = "".join(json.dumps({"file_name": f, "index": i + 1, "label": CLASSES[i % 3],
+                               "label_id": i % 3}) + "\n" for i, f in enumerate(names))
+    (run / "metadata.jsonl").write_text(rows)
+    write_json(run / "classes.json", {"classes": CLASSES})
+    write_json(run / ".ailusion.json", {"requests_sha256": "0" * 64,
+                                        "config": {"preprocessor": {"plugin": "image"}}})
+    monkeypatch.setattr(np, "load", None)  # the reader never loads the whole array
+    reader = RunDirReader(run)
+    order = np.random.default_rng(0).permutation(n)
+    tracemalloc.start()
+    for start in range(0, n, 16):
+        xb, yb = reader.batch(order[start:start + 16])
+        assert (xb[:, 0, 0, 0] == order[start:start + 16]).all()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    batch_bytes = 16 * int(np.prod(shape)) * 4
+    assert peak < 4 * batch_bytes, (peak, batch_bytes)  # the file is 3000 rows: 190 batches
