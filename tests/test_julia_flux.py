@@ -42,6 +42,20 @@ def test_flux_gives_the_fixture_logits(flux_backend):
     )
 
 
+@pytest.mark.skipif(not julia_import.has_nvidia_gpu(), reason="no NVIDIA GPU visible")
+def test_a_gpu_asked_for_after_the_cpu_start_gives_the_fixture_logits(flux_backend):
+    from ailusion.plugins.flux_cnn.julia_backend import JuliaBackend
+
+    assert flux_backend.device == "CPUDevice"  # Julia started on the CPU, without CUDA
+    tensors = weights.load(FIXTURES / "flux_cnn_weights.safetensors", ARCH, (3, 16, 16))
+    gpu = JuliaBackend(tensors, ARCH, device="cuda")  # adds CUDA.jl and cuDNN.jl, then loads them
+    assert gpu.device == "CUDADevice"
+    np.testing.assert_allclose(
+        gpu.forward(np.load(FIXTURES / "flux_cnn_input.npy")),
+        np.load(FIXTURES / "flux_cnn_logits.npy"), rtol=1e-4, atol=1e-4,
+    )
+
+
 def test_flux_gives_the_deep_fixture_logits():
     from ailusion.plugins.flux_cnn.julia_backend import JuliaBackend
     from fixtures.make_fixtures import DEEP_ARCH

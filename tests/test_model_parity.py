@@ -70,6 +70,21 @@ def test_torch_backend_matches_the_flux_reference(a):
     np.testing.assert_allclose(logits, reference(batch, tensors, a), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("a", CASES.values(), ids=CASES.keys())
+def test_torch_backend_on_the_gpu_matches_the_flux_reference(a, no_tf32):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for torch")
+    batch = np.random.default_rng(0).random((2, *INPUT_SHAPE), dtype=np.float32)
+    tensors = random_model(a, INPUT_SHAPE)
+    backend = TorchBackend(tensors, a, "cuda")
+    assert backend.device == "cuda"
+    np.testing.assert_allclose(
+        backend.forward(batch), reference(batch, tensors, a), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_the_reference_tells_a_convolution_from_a_cross_correlation():
     a = CASES["plain"]
     batch = np.random.default_rng(0).random((2, *INPUT_SHAPE), dtype=np.float32)
