@@ -2,6 +2,7 @@
 
     python bench/run.py            # every measure (about five minutes on 2 cores)
     python bench/run.py --quick    # fewer repeats and images, for a smoke test
+    python bench/run.py --only keep-up   # only the measures whose name has this text
 
 Absolute times vary from machine to machine and minute to minute; each ratio compares two things
 measured in the same run, interleaved, best of several, which holds far better. BENCHMARKS.md has
@@ -147,6 +148,16 @@ def measure_seeds_workflow(images: int, work: Path):
     return theirs / mine, f"{theirs:.2f}s vs {mine:.2f}s"
 
 
+def measure_training(quick: bool):
+    """The twin trained through ailusion (from a run dir) ÷ a plain PyTorch loop: bench/train.py."""
+    sys.path.insert(0, str(HERE))
+    import train
+
+    plain, memory, run_dir = train.measure(quick, (1,))[1]
+    return run_dir / plain, (f"{run_dir:.0f} vs {plain:.0f} img/s, one torch thread "
+                             f"(from memory: {memory / plain:.2f})")
+
+
 def keep_up_rows(quick: bool, work: Path) -> list:
     """The keep-up measures (bench/keepup.py): two measurements (Pillow, fpng), several rows."""
     sys.path.insert(0, str(HERE))
@@ -215,6 +226,7 @@ def png_levels(levels=(0, 1, 3, 6, 9), repeats: int = 5) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    parser.add_argument("--only", metavar="TEXT", help="only the measures whose name has TEXT")
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -234,14 +246,19 @@ def main() -> None:
              lambda: measure_batched_forward(repeats, work), lambda r: r >= 5),
             ("seeds' three scripts ÷ ailusion (48 images)", "report",
              lambda: measure_seeds_workflow(12 if args.quick else 48, work), lambda r: True),
+            ("training: the twin through ailusion ÷ plain PyTorch", "≥ 0.95",
+             lambda: measure_training(args.quick), lambda r: r >= 0.95),
         ] + keep_up_rows(args.quick, work)
         print(f"{'measure':<54} {'ratio':>7} {'target':>7}  {'':4} detail")
         for name, target, measure, passes in rows:
+            if args.only and args.only not in name:
+                continue
             ratio, detail = measure()
             verdict = "" if target == "report" else ("ok" if passes(ratio) else "MISS")
             detail = detail.replace("\n", "; ")
             print(f"{name:<54} {ratio:>7.2f} {target:>7}  {verdict:<4} {detail}", flush=True)
-    png_levels(repeats=2 if args.quick else 5)
+    if not args.only:
+        png_levels(repeats=2 if args.quick else 5)
 
 
 if __name__ == "__main__":

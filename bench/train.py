@@ -58,6 +58,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     args = parser.parse_args()
+    measure(args.quick, args.threads, report=True)
+
+
+def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> dict:
+    """``{threads: (plain, ailusion from memory, ailusion from a run dir)}`` in images/s;
+    ``report`` prints the table as it goes."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -68,7 +74,7 @@ def main() -> None:
     from ailusion.training.data import RunDirReader
     from ailusion.training.settings import Plan
 
-    n, size, batch, repeats = (512, 32, 32, 2) if args.quick else (2048, 32, 32, 5)
+    n, size, batch, repeats = (512, 32, 32, 2) if quick else (2048, 32, 32, 5)
     classes = [str(i) for i in range(10)]
     rng = np.random.default_rng(0)
     x = rng.random((n, 3, size, size), dtype=np.float32)
@@ -114,11 +120,13 @@ def main() -> None:
         with torch.inference_mode():
             net(xt[torch.from_numpy(val_pos)])
 
-    print(f"training throughput, {len(train_pos)} images of 3×{size}×{size} per epoch, "
-          f"batch {batch}, best of {repeats} (of 2 with more threads)")
-    print(f"{'threads':>7}  {'plain torch img/s':>17}  {'ailusion (memory)':>17}  "
-          f"{'÷ plain':>7}  {'ailusion (run dir)':>18}  {'÷ plain':>7}")
-    for threads in args.threads:
+    say = print if report else (lambda *_: None)
+    say(f"training throughput, {len(train_pos)} images of 3×{size}×{size} per epoch, "
+        f"batch {batch}, best of {repeats} (of 2 with more threads)")
+    say(f"{'threads':>7}  {'plain torch img/s':>17}  {'ailusion (memory)':>17}  "
+        f"{'÷ plain':>7}  {'ailusion (run dir)':>18}  {'÷ plain':>7}")
+    results, previous = {}, torch.get_num_threads()
+    for threads in thread_counts:
         torch.set_num_threads(threads)
         best = [float("inf")] * 3
         for _ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: slow
@@ -128,8 +136,11 @@ def main() -> None:
                 fn()
                 best[i] = min(best[i], time.perf_counter() - started)
         rate = [len(train_pos) / t for t in best]
-        print(f"{threads:>7}  {rate[0]:>17.0f}  {rate[1]:>17.0f}  {rate[1] / rate[0]:>7.3f}  "
-              f"{rate[2]:>18.0f}  {rate[2] / rate[0]:>7.3f}")
+        results[threads] = tuple(rate)
+        say(f"{threads:>7}  {rate[0]:>17.0f}  {rate[1]:>17.0f}  {rate[1] / rate[0]:>7.3f}  "
+            f"{rate[2]:>18.0f}  {rate[2] / rate[0]:>7.3f}")
+    torch.set_num_threads(previous)
+    return results
 
 
 if __name__ == "__main__":
