@@ -14,13 +14,15 @@ from .errors import user_errors
 from .hookspecs import hookimpl
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "config"):
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config", pm=None):
     """Compose ``conf/config.yaml`` (or ``conf/CONFIG_NAME.yaml``: ``train_app``,
-    ``evaluate_app``) with Hydra overrides, as ``ailusion OVERRIDES…`` would."""
-    from hydra_plugins.ailusion_searchpath.ailusion_searchpath import register
+    ``evaluate_app``) with Hydra overrides, as ``ailusion OVERRIDES…`` would; the config options
+    of ``pm``'s plugins (``config_searchpath``) are found too, installed or not."""
+    from hydra_plugins.ailusion_searchpath.ailusion_searchpath import plugins_of, register
 
     register()  # plugins' config options (config_searchpath hook)
-    with user_errors(), initialize_config_module("ailusion.conf", version_base="1.3"):
+    with user_errors(), plugins_of(pm), initialize_config_module("ailusion.conf",
+                                                                 version_base="1.3"):
         return compose(config_name, overrides=list(overrides))
 
 
@@ -34,7 +36,8 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=Non
             Where the outputs go; the composed config is saved in its ``.hydra/`` as the CLI does.
         pm (*optional*):
             A plugin manager from :func:`ailusion.manager.get_plugin_manager`, to run with
-            plugins registered by hand (tests, notebooks).
+            plugins registered by hand (tests, notebooks): their stages, schemas and config
+            options (``config_searchpath``) are used as if they were installed.
 
     Raises:
         :class:`ailusion.errors.AilusionError` for every user error (a typo, an unknown option
@@ -50,7 +53,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=Non
     from .manager import get_plugin_manager
     from .pipeline import run_pipeline
 
-    config = compose_config(overrides)
+    config = compose_config(overrides, pm=pm)
     if run_dir is None:
         run_dir = Path("outputs", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
     pm = pm or get_plugin_manager()
@@ -87,7 +90,7 @@ def train(overrides: Sequence[str] = (), run_dir: str | Path | None = None, pm=N
     """
     from .training import train as train_job
 
-    config = compose_config(overrides, "train_app")
+    config = compose_config(overrides, "train_app", pm=pm)
     if run_dir is None:
         run_dir = Path("outputs", "train", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
     explicit = frozenset(o.split("=", 1)[0].lstrip("+~") for o in overrides)

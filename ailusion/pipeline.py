@@ -22,7 +22,7 @@ from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
 from .rundir import claim, manifest
 from .rundir.outputs import Outputs
-from .stages import StageContext
+from .stages import StageContext, check_info
 from .streaming import Consumer
 
 
@@ -141,6 +141,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
                         f"generator {config.generator.plugin!r} yielded image "
                         f"{generated.request.index} where {request.index} was expected"
                     )
+                if generated is not None:
+                    generated.info = check_info(config.generator.plugin, generated.info)
                 consumer.put(request, generated)
                 progress.update(1)
         rows = outputs.finish()

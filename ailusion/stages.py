@@ -48,15 +48,74 @@ class ImageRequest:
 class GeneratedImage:
     """What a generator yields: the request, an RGB image, and its provenance.
 
-    ``info`` holds what is written into the PNG's text chunks and the manifest (model, scheduler,
-    num_inference_steps, guidance_scale, height, width, …). A generator sets ``info["flagged"]``
-    to a short reason (``"nsfw"``, ``"black"``, ``"nan"``) for an image that must not be taken
-    for a good one.
+    ``info`` is the image's provenance (model, scheduler, num_inference_steps, guidance_scale,
+    height, width, or anything else of the plugin's): every key becomes a column of the image's
+    manifest row (``metadata.jsonl``), and of these, ``model``, ``scheduler``,
+    ``num_inference_steps``, ``guidance_scale``, ``height`` and ``width`` are also written into
+    the PNG's text chunks (beside ``prompt``, ``negative_prompt`` and ``seed``). Values must be
+    JSON: str, int, float, bool, None, lists and dicts of them; NumPy scalars and arrays are
+    converted. The columns ailusion writes itself (:data:`RESERVED_INFO_KEYS`) are refused.
+    ``info["flagged"]`` is the exception: a short reason (``"nsfw"``, ``"nan"``) marks an image
+    that must not be taken for a good one; left out, an all-black image is flagged ``"black"``;
+    ``False`` opts out of that check.
     """
 
     request: ImageRequest
     image: Image.Image
     info: dict[str, Any] = field(default_factory=dict)
+
+
+#: Manifest columns ailusion writes itself, which a generator's ``info`` must not set.
+RESERVED_INFO_KEYS = (
+    "file_name", "index", "prompt", "negative_prompt", "seed", "source", "label", "label_id",
+    "prediction", "probability", "logits", "preprocessed_file_name", "preprocessing",
+    "file_sha256", "preprocessed_file_sha256",
+)
+
+
+def check_info(plugin: str, info: dict) -> dict:
+    """``info`` with NumPy values made plain Python; a reserved or non-string key, or a value
+    that is not JSON, is an :class:`ailusion.errors.AilusionError` naming the plugin and key."""
+    from .errors import AilusionError
+
+    checked = {}
+    for key, value in info.items():
+        where = f"generator.plugin: plugin {plugin!r} put {key!r} in GeneratedImage.info"
+        if not isinstance(key, str):
+            raise AilusionError(f"{where}: its keys must be strings")
+        if key in RESERVED_INFO_KEYS:
+            raise AilusionError(f"{where}, a column ailusion writes itself (reserved: "
+                                f"{', '.join(RESERVED_INFO_KEYS)})")
+        try:
+            checked[key] = _plain(value)
+        except TypeError as exc:
+            raise AilusionError(f"{where}: {exc}") from None
+    return checked
+
+
+def _plain(value):
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # scalars and arrays
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v) for k, v in value.items()}
+    raise TypeError(f"a {type(value).__name__} is not JSON (str, number, bool, None, list, dict)")
+
+
+def request_rng(request: ImageRequest, *streams: int):
+    """A NumPy ``Generator`` drawn from this image's own seed (``request.seed``, or its index
+    where the request has no seed), so that an image comes out the same whether it is made in
+    one run, in a shard, alone after a resume or in a batch. ``streams`` (ints) give independent
+    generators for one image: ``request_rng(r, 0)`` for the layout, ``request_rng(r, 1)`` for
+    the noise. Never seed one generator in ``setup`` and draw from it across images: ``generate``
+    gets only the images this job still has to make."""
+    import numpy as np
+
+    seed = request.seed if request.seed is not None else request.index
+    return np.random.default_rng([seed, *streams]) if streams else np.random.default_rng(seed)
 
 
 @dataclass
@@ -113,9 +172,10 @@ class Model(Protocol):
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Return (N, len(labels)) logits for a (N, C, H, W) float32 batch."""
 
-    # Optional: ``save(run_dir)`` writes what reproduces the model (its weights) into the run
-    # dir. The pipeline calls it once every stage is set up and the run starts writing, so a run
-    # that fails to start leaves nothing behind.
+    def save(self, run_dir: Path) -> None:
+        """Optional (a model without it saves nothing): write what reproduces the model (its
+        weights) into ``run_dir``. Called once every stage is set up and the run starts writing,
+        so a run that fails to start leaves nothing behind."""
 
 
 @dataclass(frozen=True)

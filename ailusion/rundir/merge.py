@@ -171,7 +171,7 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
                                 f"{shard_arrays.shape[1:]}, the other shards {arrays.shape[1:]}")
         if arrays is None:
             arrays = np.lib.format.open_memmap(
-                out / "preprocessed.npy", mode="w+", dtype=shard_arrays.dtype,
+                out / "preprocessed.npy", mode="w+", dtype=shard_arrays.dtype, version=(2, 0),
                 shape=(total, *shard_arrays.shape[1:]),
             )
             logits = np.zeros((total, shard_logits.shape[1]), dtype=shard_logits.dtype)

@@ -5,10 +5,24 @@ asks each ailusion plugin's ``config_searchpath`` hook where its YAML options li
 cannot see into editable installs, so ailusion also registers it by hand (:func:`register`).
 """
 
+import contextlib
+
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 AILUSION_CONF = "pkg://ailusion.conf"
+_plugin_manager = None  # the one ``ailusion.run(pm=…)`` composes with, while it does
+
+
+@contextlib.contextmanager
+def plugins_of(pm):
+    """Ask ``pm``'s plugins (not only the installed ones) for their config dirs while composing."""
+    global _plugin_manager
+    previous, _plugin_manager = _plugin_manager, pm
+    try:
+        yield
+    finally:
+        _plugin_manager = previous
 
 
 class AilusionSearchPathPlugin(SearchPathPlugin):
@@ -17,7 +31,7 @@ class AilusionSearchPathPlugin(SearchPathPlugin):
             return
         from ailusion.manager import get_plugin_manager
 
-        pm = get_plugin_manager()
+        pm = _plugin_manager or get_plugin_manager()
         for result in pm.hook.config_searchpath():
             for entry in [result] if isinstance(result, str) else result or []:
                 search_path.append(provider="ailusion-plugin", path=entry)
