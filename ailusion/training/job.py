@@ -172,7 +172,8 @@ def summary_line(metrics: dict, out_dir: Path) -> str:
     parts = [f"{metrics['epochs']} epochs", f"validation accuracy {metrics['val_accuracy']:.3f}"]
     if "eval_accuracy" in metrics:
         parts.append(f"eval accuracy {metrics['eval_accuracy']:.3f}")
-    where = os.path.relpath(out_dir) if not str(out_dir).startswith("..") else str(out_dir)
+    where = os.path.relpath(out_dir)
+    where = str(out_dir) if where.startswith("..") else where
     return f"ailusion: trained {', '.join(parts)}; outputs in {where}"
 
 
