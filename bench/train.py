@@ -48,8 +48,9 @@ def write_run_dir(path: Path, x, y, classes) -> Path:
             for i, n in enumerate(names)]
     (path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / "classes.json").write_text(json.dumps({"classes": classes}))
-    (path / ".ailusion.json").write_text(json.dumps({"requests_sha256": "0" * 64, "config": {
-        "preprocessor": {"plugin": "image", "size": list(x.shape[2:])}}}))
+    (path / ".ailusion.json").write_text(json.dumps({
+        "requests_sha256": "0" * 64, "plan_sha256": "0" * 64,
+        "config": {"preprocessor": {"plugin": "image", "size": list(x.shape[2:])}}}))
     return path
 
 

@@ -308,7 +308,7 @@ def test_reading_batches_keeps_memory_flat(tmp_path, monkeypatch):
                                "label_id": i % 3}) + "\n" for i, f in enumerate(names))
     (run / "metadata.jsonl").write_text(rows)
     write_json(run / "classes.json", {"classes": CLASSES})
-    write_json(run / ".ailusion.json", {"requests_sha256": "0" * 64,
+    write_json(run / ".ailusion.json", {"requests_sha256": "0" * 64, "plan_sha256": "0" * 64,
                                         "config": {"preprocessor": {"plugin": "image"}}})
     monkeypatch.setattr(np, "load", None)  # the reader never loads the whole array
     reader = RunDirReader(run)
