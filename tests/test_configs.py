@@ -60,12 +60,27 @@ def test_every_experiment_composes_and_changes_something(hydra_ready, experiment
     config = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     changed = OmegaConf.to_container(config) != OmegaConf.to_container(base)
     assert changed, f"experiment/{experiment}.yaml changes nothing"
-    # The keys it sweeps exist, and each value it sweeps composes.
+    # The keys it sweeps exist, and each value it sweeps (an interval's ends) composes.
     for key, values in (config.hydra.sweeper.params or {}).items():
-        known = OmegaConf.select(base, key, default="<unknown>") != "<unknown>"
+        known = OmegaConf.select(config, key, default="<unknown>") != "<unknown>"
         assert known, f"experiment/{experiment}.yaml sweeps the unknown key {key}"
-        for value in str(values).split(","):
+        for value in swept_values(key, values):
             compose("config", overrides=[f"experiment={experiment}", f"{key}={value}"])
+
+
+def swept_values(key, values) -> list:
+    """The values a sweep override names: each choice, or an interval's two ends (Optuna's
+    ``interval(0, 30)``, ``tag(log, interval(…))``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    parsed = OverridesParser.create().parse_override(f"{key}={values}")
+    if not parsed.is_sweep_override():
+        return [parsed.value()]
+    sweep = parsed.value()
+    if isinstance(sweep, IntervalSweep):
+        return [sweep.start, sweep.end]
+    return list(parsed.sweep_string_iterator())
 
 
 def test_experiment_files_say_package_global_and_how_to_run_them():
