@@ -90,12 +90,14 @@ def _write(path: Path, text: str) -> None:
 
 
 def best_line(rows: list[dict]) -> str:
+    """``; best: job N, OBJECTIVE VALUE: its swept overrides`` (empty without an objective)."""
     scored = [r for r in rows if _is_number(r.get("objective_value"))]
     if not scored:
         return ""
     best = max(scored, key=lambda r: r["objective_value"])
     name = best.get("objective") or "objective"
-    overrides = " ".join(best["override_list"])
+    swept = swept_keys(rows)
+    overrides = " ".join(f"{k}={best['values'][k]}" for k in swept if k in best["values"])
     return f"; best: job {best['job']}, {name} {best['objective_value']:.4f}: {overrides}"
 
 
