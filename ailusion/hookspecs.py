@@ -65,7 +65,8 @@ def config_searchpath():
 @hookspec
 def run_start(config, run_dir, requests):
     """A run starts in ``run_dir`` (a :class:`pathlib.Path`) with the composed ``config`` and
-    the list of :class:`ailusion.stages.ImageRequest` it will produce. Return value ignored."""
+    the sequence of :class:`ailusion.stages.ImageRequest` this job will produce (computed on
+    demand: iterate it, do not list a big one). Return value ignored."""
 
 
 @hookspec

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import png, schemas
+from . import labels, planning, png, schemas
 from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
@@ -70,8 +70,9 @@ def check_config(config: DictConfig) -> None:
     _batch_size(config)
 
 
-def shard_requests(requests: list, shard: int, num_shards: int) -> list:
-    """This shard's requests: every ``num_shards``-th one, starting at ``shard``."""
+def shard_requests(requests, shard: int, num_shards: int):
+    """This shard's requests: every ``num_shards``-th one, starting at ``shard`` (a lazy
+    :class:`ailusion.planning.Plan` stays lazy)."""
     if num_shards < 1:
         raise AilusionError(f"num_shards: must be at least 1, got {num_shards}")
     if not 0 <= shard < num_shards:
@@ -96,49 +97,58 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         context = StageContext(config=config, run_dir=run_dir, job_num=job_num)
         stages = build_stages(config, context, pm)
 
-        # 2. Plan the images, keep this shard's, then hold the run dir while writing it
-        requests = stages[0].plan(load_prompts(config))
-        requests = shard_requests(requests, config.shard, config.num_shards)
-        record = claim.fingerprint(config, requests)
+        # 2. Plan the images (lazily: nothing is listed), keep this shard's, then hold the run
+        #    dir while writing it
+        prompts = load_prompts(config)
+        plan = stages[0].plan(prompts)
+        classes = planning.run_classes(prompts, plan)
+        requests = shard_requests(plan, config.shard, config.num_shards)
+        record = claim.fingerprint(config, planning.digest(prompts, plan))
         with claim.claim(run_dir, record):
-            return _run(config, run_dir, pm, stages, requests, record, started)
+            return _run(config, run_dir, pm, stages, requests, record, started, classes)
     except BaseException:
         claim.discard_if_unused(run_dir)
         raise
 
 
-def _run(config, run_dir: Path, pm, stages, requests, record, started: float) -> RunResult:
+def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
+         classes: list[str] | None) -> RunResult:
     generator, preprocessor, model = stages
+    plugin, ids = config.generator.plugin, labels.class_ids(classes)
 
     # 3. Find the images a previous run completed; load the models, the model first so juliacall
     #    can load before torch; only then write (a failure so far leaves the dir as it was)
     done = manifest.complete_rows(run_dir, requests)
     model.setup(preprocessor.output_shape)
-    todo = [r for r in requests if r.index not in done]
-    if todo:
+    todo = planning.Remaining(requests, done)
+    if len(todo):
         generator.setup()
     claim.start(run_dir, record, done)
+    if classes is not None:
+        labels.write_classes(run_dir, classes)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
     outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level,
-                      config.png_strategy, png.resolve(config.png_encoder))
+                      config.png_strategy, png.resolve(config.png_encoder), ids)
     if hasattr(model, "save"):
         outputs.write(model.save, run_dir)
     consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))
-    progress = _progress(config, len(requests))
+    progress, made = _progress(config, len(requests)), claim.RequestsDigest()
     try:
         with consumer:
-            images = iter(generator.generate(todo)) if todo else iter(())
+            images = iter(generator.generate(todo)) if len(todo) else iter(())
             for request in requests:
+                labels.check_request(request, ids, plugin)
+                made.add(request)
                 generated = None if request.index in done else next(images, None)
                 if generated is None and request.index not in done:
                     raise AilusionError(
-                        f"generator {config.generator.plugin!r} stopped before image {request.index}"
+                        f"generator {plugin!r} stopped before image {request.index}"
                     )
                 if generated is not None and generated.request.index != request.index:
                     raise AilusionError(
-                        f"generator {config.generator.plugin!r} yielded image "
+                        f"generator {plugin!r} yielded image "
                         f"{generated.request.index} where {request.index} was expected"
                     )
                 if generated is not None:
@@ -146,6 +156,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float) ->
                 consumer.put(request, generated)
                 progress.update(1)
         rows = outputs.finish()
+        claim.finish(run_dir, record, made.hexdigest())
     except BaseException:
         outputs.abort()
         raise

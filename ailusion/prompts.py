@@ -1,18 +1,26 @@
-"""Where prompts come from: the ``prompts`` list, or ``prompts_file`` (which wins when given).
+"""Where prompts come from: the ``prompts`` list, ``prompts_file`` (which wins when given), or a
+class list (``classes`` or ``classes_file``) crossed with ``prompt_templates``.
 
 A prompts file is one of:
 
 - ``.txt``: one prompt per line; blank lines and lines starting with ``#`` are skipped;
-- ``.jsonl``: one JSON object per line, with a ``prompt`` and optional ``negative_prompt``
-  and ``seed``;
-- ``.csv``: a header row with a ``prompt`` column and optional ``negative_prompt`` and ``seed``
-  columns (an empty cell means none), read by the csv module (a quoted cell may span lines).
+- ``.jsonl``: one JSON object per line, with a ``prompt`` and optional ``negative_prompt``,
+  ``seed`` and ``label``;
+- ``.csv``: a header row with a ``prompt`` column and optional ``negative_prompt``, ``seed`` and
+  ``label`` columns (an empty cell means none), read by the csv module (a quoted cell may span
+  lines).
 
 Lines end at ``\n`` or ``\r\n`` only: a form feed, NEL or U+2028 is part of its prompt. A seed
 is a whole number from 0 to 2**63 - 1.
 
-``prompt_prefix`` and ``prompt_suffix`` are added to every prompt as they are (include the
-separator: ``prompt_prefix="a photo of "``).
+Labels: with ``classes`` and no prompts file, every class × template is one prompt (``{class}``
+in a template is the class name), in class order, each labelled with its class. A prompts file
+with a ``label`` on its rows is labelled too: every row needs one, and the class list is
+``classes`` when given (each label must be in it), else the labels sorted by name.
+
+Every prompt, wherever it comes from, is then put into ``prompt_template`` where it says
+``{prompt}`` (``prompt_template="a photo of {prompt}, 4k"``), and ``prompt_prefix`` and
+``prompt_suffix`` are added as they are.
 """
 
 from __future__ import annotations
@@ -21,35 +29,119 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Sequence
 
 from omegaconf import DictConfig
 
 from .errors import ConfigError
+from .labels import load_classes
 from .stages import Prompt
 
 FORMATS = (".txt", ".jsonl", ".csv")
+DEFAULT_TEMPLATES = ("a photo of a {class}",)
 
 
-def load_prompts(config: DictConfig) -> list[Prompt]:
-    """Return the run's prompts with ``prompt_prefix`` and ``prompt_suffix`` applied.
+class PromptList(list):
+    """The run's prompts, with the run's class list (``classes``, None when unlabelled)."""
+
+    def __init__(self, prompts=(), classes: list[str] | None = None):
+        super().__init__(prompts)
+        self.classes = classes
+
+
+class ClassPrompts(Sequence):
+    """Every class × template as one labelled prompt, computed from its number (never listed):
+    prompt ``i`` is class ``i // len(templates)`` in template ``i % len(templates)``."""
+
+    def __init__(self, classes: list[str], templates: list[str], wrap):
+        self.classes, self.templates, self._wrap = classes, templates, wrap
+
+    def __len__(self) -> int:
+        return len(self.classes) * len(self.templates)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        label_id, t = divmod(i, len(self.templates))
+        name = self.classes[label_id]
+        text = self._wrap(self.templates[t].replace("{class}", name))
+        return Prompt(text, label=name, label_id=label_id)
+
+
+def load_prompts(config: DictConfig) -> Sequence[Prompt]:
+    """Return the run's prompts (see the module docstring), with ``.classes``.
 
     An empty ``prompts`` list gives ``[]`` (a generator that needs prompts says so); a prompts
     file that is missing, empty, or has a blank prompt is a :class:`ConfigError`.
     """
+    wrap = _wrapper(config)
+    classes = load_classes(config)
     if config.get("prompts_file"):
-        prompts = read_prompts_file(Path(config.prompts_file))
+        path = Path(config.prompts_file)
+        prompts = read_prompts_file(path)
+        if any(p.label is not None for p in prompts) or classes is not None:
+            classes = _file_classes(path, prompts, classes)
+            ids = {name: i for i, name in enumerate(classes)}
+            prompts = [Prompt(p.text, p.negative_prompt, p.seed, p.label, ids[p.label])
+                       for p in prompts]
+    elif classes is not None:
+        return ClassPrompts(classes, _templates(config), wrap)
     else:
         prompts = []
         for number, text in enumerate(config.get("prompts") or [], start=1):
             if not str(text).strip():
                 raise ConfigError("prompts", f"prompt {number} is blank")
             prompts.append(Prompt(text=str(text)))
+    return PromptList(
+        [Prompt(wrap(p.text), p.negative_prompt, p.seed, p.label, p.label_id) for p in prompts],
+        classes,
+    )
+
+
+def _wrapper(config: DictConfig):
+    """The function that puts a prompt into ``prompt_template`` and adds the prefix and suffix."""
+    template = config.get("prompt_template") or "{prompt}"
+    if not isinstance(template, str) or "{prompt}" not in template:
+        raise ConfigError("prompt_template", f"must contain {{prompt}} where the prompt goes, "
+                                             f"got {template!r}")
     prefix, suffix = config.get("prompt_prefix") or "", config.get("prompt_suffix") or ""
-    return [Prompt(prefix + p.text + suffix, p.negative_prompt, p.seed) for p in prompts]
+    return lambda text: prefix + template.replace("{prompt}", text) + suffix
+
+
+def _templates(config: DictConfig) -> list[str]:
+    templates = config.get("prompt_templates")
+    templates = list(DEFAULT_TEMPLATES) if templates is None else list(templates)
+    if not templates:
+        raise ConfigError("prompt_templates", "no templates: give at least one, with {class}")
+    for number, template in enumerate(templates, start=1):
+        if not isinstance(template, str) or "{class}" not in template:
+            raise ConfigError("prompt_templates", f"template {number} must contain {{class}} "
+                                                  f"where the class name goes, got {template!r}")
+    return templates
+
+
+def _file_classes(path: Path, prompts: list[Prompt], classes: list[str] | None) -> list[str]:
+    """The class list of a labelled prompts file; every row must have a label from it."""
+    for number, prompt in enumerate(prompts, start=1):
+        if prompt.label is None:
+            if classes is not None and all(p.label is None for p in prompts):
+                raise ConfigError("prompts_file", f"{path} has no labels, but classes are given: "
+                                                  "add a label column, or drop prompts_file to "
+                                                  "make the prompts from prompt_templates")
+            raise ConfigError("prompts_file", f"{path}: prompt {number} has no label (every "
+                                              "prompt needs one when any has)")
+        if classes is not None and prompt.label not in classes:
+            raise ConfigError("prompts_file", f"{path}: prompt {number}: label {prompt.label!r} "
+                                              f"is not one of classes ({', '.join(classes)})")
+    return classes if classes is not None else sorted({p.label for p in prompts})
 
 
 #: The keys a row of a .jsonl or .csv prompts file may have.
-KEYS = ("prompt", "negative_prompt", "seed")
+KEYS = ("prompt", "negative_prompt", "seed", "label")
 #: The largest seed a row may give: a generator adds the image's number within the prompt to it,
 #: and torch takes seeds below 2**64.
 MAX_SEED = 2**63 - 1
@@ -134,8 +226,13 @@ def _prompt(path: Path, number: int, row: dict) -> Prompt:
     if negative is not None and not isinstance(negative, str):
         raise ConfigError("prompts_file", f"{path}:{number}: negative_prompt must be text, "
                                           f"got {negative!r}")
+    label = row.get("label")
+    if isinstance(label, str):  # an empty CSV cell is no label
+        label = label.strip() or None
+    if label is not None and not isinstance(label, str):
+        raise ConfigError("prompts_file", f"{path}:{number}: label must be text, got {label!r}")
     return Prompt(text=text.strip(), negative_prompt=negative or None,
-                  seed=_seed(path, number, seed))
+                  seed=_seed(path, number, seed), label=label)
 
 
 def _seed(path: Path, number: int, seed):

@@ -12,7 +12,7 @@ def print_predictions(result, max_rows: int = MAX_ROWS) -> None:
     from .rundir.outputs import softmax
 
     probabilities = softmax(result.predictions.astype("float64"))
-    print(f"{'image':<28} {'label':<12} {'probability':>11}")
+    print(f"{'image':<28} {'prediction':<12} {'probability':>11}")
     for path, row in list(zip(result.image_paths, probabilities))[:max_rows]:
         if not np.isfinite(row).all():  # NaN logits: flagged, no prediction
             print(f"{path.name:<28} {'-':<12} {'nan':>11}")

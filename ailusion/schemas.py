@@ -32,8 +32,12 @@ class AilusionConfig:
     model: Any = MISSING
     prompts: List[str] = field(default_factory=list)
     prompts_file: Optional[str] = None
+    prompt_template: str = "{prompt}"
     prompt_prefix: str = ""
     prompt_suffix: str = ""
+    classes: List[str] = field(default_factory=list)
+    classes_file: Optional[str] = None
+    prompt_templates: List[str] = field(default_factory=lambda: ["a photo of a {class}"])
     shard: int = 0
     num_shards: int = 1
     gpu_per_job: bool = False

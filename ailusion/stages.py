@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
     import numpy as np
@@ -25,11 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
 
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt as read from ``prompts`` or ``prompts_file`` (a row's own seed wins)."""
+    """One prompt as read from ``prompts``, ``prompts_file`` or ``classes`` × ``prompt_templates``
+    (a row's own seed wins). In a labelled run ``label`` is its true class and ``label_id`` that
+    class's number in the run's class list."""
 
     text: str
     negative_prompt: str | None = None
     seed: int | None = None
+    label: str | None = None
+    label_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class ImageRequest:
     negative_prompt: str | None = None
     seed: int | None = None
     source: str | None = None  # file the image comes from (folder generator)
+    label: str | None = None  # the true class, in a labelled run (its prompt's, or its folder's)
+    label_id: int | None = None  # the class's number in the run's class list
 
 
 @dataclass
@@ -131,14 +137,18 @@ class StageContext:
 class Generator(Protocol):
     """Turns prompts into images."""
 
-    def plan(self, prompts: Sequence[Prompt]) -> list[ImageRequest]:
-        """Every image this generator makes for ``prompts``, in order (no heavy work)."""
+    def plan(self, prompts: Sequence[Prompt]) -> Sequence[ImageRequest]:
+        """Every image this generator makes for ``prompts``, in order, as a sequence computed
+        from each image's number (:class:`ailusion.planning.Plan`,
+        :func:`ailusion.planning.per_prompt`; a list for small plans). No heavy work: the run
+        reads only its shard's requests, one by one."""
 
     def setup(self) -> None:
         """Load models; called once before the first ``generate``."""
 
-    def generate(self, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
-        """Make the requested images, yielding each as soon as it exists, in request order."""
+    def generate(self, requests: Iterable[ImageRequest]) -> Iterator[GeneratedImage]:
+        """Make the requested images (an iterable with ``len``, read once), yielding each as
+        soon as it exists, in request order."""
 
 
 @runtime_checkable

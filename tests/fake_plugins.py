@@ -7,7 +7,8 @@ from PIL import Image
 
 from ailusion import hookimpl
 from ailusion.errors import ConfigError
-from ailusion.stages import GeneratedImage, ImageRequest
+from ailusion.planning import per_prompt
+from ailusion.stages import GeneratedImage
 
 
 class NoiseGenerator:
@@ -16,11 +17,12 @@ class NoiseGenerator:
 
     def __init__(self, config, context):
         self.seed = int(config.get("seed", 0))
+        self.images_per_prompt = int(config.get("num_images_per_prompt", 1))
 
     def plan(self, prompts):
         if not prompts:
             raise ConfigError("prompts", "no prompts")
-        return [ImageRequest(i + 1, p.text, None, self.seed + i) for i, p in enumerate(prompts)]
+        return per_prompt(prompts, self.images_per_prompt, self.seed)
 
     def setup(self):
         pass

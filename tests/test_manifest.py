@@ -46,7 +46,9 @@ def test_manifest_row_records_how_each_image_was_made(tiny_run):
     assert (row["height"], row["width"]) == (32, 32)
     assert row["preprocessing"]["size"] in (16, [16, 16])
     probabilities = np.exp(row["logits"]) / np.exp(row["logits"]).sum()
-    assert row["label"] == tiny_run.labels[int(np.argmax(row["logits"]))]
+    assert row["prediction"] == tiny_run.labels[int(np.argmax(row["logits"]))]
+    assert "label" not in row and "label_id" not in row  # unlabelled: nothing about labels
+    assert not (tiny_run.run_dir / "classes.json").exists()
     assert row["probability"] == pytest.approx(probabilities.max(), abs=1e-6)
     np.testing.assert_allclose(row["logits"], tiny_run.predictions[1], rtol=1e-6)
     assert row["flagged"] is None
@@ -93,7 +95,7 @@ def test_nan_logits_are_flagged_and_the_manifest_stays_valid_json(tmp_path):
 
     for line in (tmp_path / "run" / manifest.MANIFEST).read_text().splitlines():
         row = json.loads(line, parse_constant=no_nan)
-        assert (row["flagged"], row["label"], row["probability"], row["logits"]) == (
+        assert (row["flagged"], row["prediction"], row["probability"], row["logits"]) == (
             "nan", None, None, None)
     json.loads((tmp_path / "run" / "predictions.json").read_text(), parse_constant=no_nan)
 
@@ -175,7 +177,7 @@ def test_contact_sheets_are_paginated_and_capped(tmp_path):
             Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(tmp_path / name)
         rows.append({"index": i, "file_name": manifest.generated_name(i),
                      "preprocessed_file_name": manifest.preprocessed_name(i),
-                     "label": "0", "probability": 0.5, "prompt": f"p{i}"})
+                     "prediction": "0", "probability": 0.5, "prompt": f"p{i}"})
     paths = sheets.write_contact_sheet(tmp_path, rows, per_sheet=3, max_sheets=2)
     assert [p.name for p in paths] == ["contact_sheet.png", "contact_sheet_2.png"]
     with Image.open(paths[0]) as first, Image.open(paths[1]) as last:

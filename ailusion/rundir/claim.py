@@ -2,8 +2,11 @@
 
 A run holds ``.ailusion.lock`` (an ``flock``, released by the kernel when the process dies, so a
 killed run never leaves a stale lock) for as long as it writes. ``.ailusion.json`` records the
-composed config and a digest of the planned images; a later run into the same dir resumes only
-when both match, so two configs never mix in one dataset.
+composed config and digests of what decides the planned images beside it (the plan's inputs,
+:func:`ailusion.planning.digest`, and the prompts file's bytes), never a list of the images; a
+later run into the same dir resumes only when they match, so two configs never mix in one
+dataset. A finished run adds ``requests_sha256``, the digest of the images it made (number,
+prompt, seed, source, label), which merging checks the rows against.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ IGNORED_KEYS = ("hydra", "progress", "gpu_per_job", "png_compress_level", "png_s
                 "png_encoder", "train", "eval_dir")
 
 
-def fingerprint(config, requests) -> dict:
-    """What decides a run's images: the config (minus :data:`IGNORED_KEYS`) and the requests."""
+def fingerprint(config, plan_sha256: str) -> dict:
+    """What decides a run's images: the config (minus :data:`IGNORED_KEYS`), the digest of the
+    plan's inputs (the same for every shard of one run) and the prompts file's content."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -39,17 +43,41 @@ def fingerprint(config, requests) -> dict:
         message = str(exc).splitlines()[0]
         raise AilusionError(f"{getattr(exc, 'full_key', None) or 'config'}: {message}") from None
     # The prompts file counts by its content, not its path: the same path holding other text is
-    # another run, and the same text moved elsewhere is the same run.
+    # another run, and the same text moved elsewhere is the same run (so does a classes file,
+    # whose classes the plan's digest holds).
     prompts_file = values.pop("prompts_file", None)
-    record = {"config": values, "requests_sha256": requests_digest(requests),
+    values.pop("classes_file", None)
+    record = {"config": values, "plan_sha256": plan_sha256,
               "prompts_sha256": prompts_digest(prompts_file)}
     return _comparable(json.loads(json.dumps(record, sort_keys=True)))
 
 
+class RequestsDigest:
+    """The sha256 of a run's images (number, prompt, negative prompt, seed, source, label), fed
+    one request at a time in image order, as a run makes them."""
+
+    def __init__(self):
+        self._sha = hashlib.sha256()
+
+    def add(self, r) -> None:
+        row = [r.index, r.prompt, r.negative_prompt, r.seed, r.source, r.label]
+        self._sha.update(json.dumps(row).encode("utf-8") + b"\n")
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
 def requests_digest(requests) -> str:
-    """The sha256 of the planned images (number, prompt, negative prompt, seed, source)."""
-    planned = [[r.index, r.prompt, r.negative_prompt, r.seed, r.source] for r in requests]
-    return hashlib.sha256(json.dumps(planned).encode("utf-8")).hexdigest()
+    """The :class:`RequestsDigest` of ``requests``."""
+    digest = RequestsDigest()
+    for request in requests:
+        digest.add(request)
+    return digest.hexdigest()
+
+
+def finish(run_dir: Path, record: dict, requests_sha256: str) -> None:
+    """Record that the run made its images: ``requests_sha256`` joins the record."""
+    files.write_json(Path(run_dir) / RUN_FILE, {**record, "requests_sha256": requests_sha256})
 
 
 def request_of(row: dict):
@@ -76,6 +104,7 @@ def _comparable(record: dict) -> dict:
     key's being ignored)."""
     for key in IGNORED_KEYS:
         record["config"].pop(key, None)
+    record.pop("requests_sha256", None)  # what a finished run made, not what decides it
     return record
 
 
@@ -148,7 +177,7 @@ def _difference(old: dict, new: dict) -> str:
             return f"{key}: {before.get(key, '<unset>')!r} there, {after.get(key, '<unset>')!r} now"
     if old.get("prompts_sha256") != new.get("prompts_sha256"):
         return "the prompts file's content differs"
-    return "its prompts or seeds differ"
+    return "its prompts, classes or source files differ"
 
 
 def _flatten(node, prefix: str = "") -> dict:

@@ -134,11 +134,13 @@ def complete_rows(run_dir: Path, requests) -> dict[int, dict]:
     made again, with a warning saying why when its row was there."""
     import warnings
 
-    previous = read_manifest(run_dir)
+    from ..planning import request_of
+
+    previous, planned = read_manifest(run_dir), request_of(requests)
     done = {}
-    for request in requests:
-        row = previous.get(request.index)
-        if row is None:
+    for index in sorted(previous):  # the rows there, not the plan: a plan is never listed
+        request, row = planned(index), previous[index]
+        if request is None:
             continue
         reason = damage(run_dir, row) or _unplanned(row, request)
         if reason is None:
@@ -150,7 +152,7 @@ def complete_rows(run_dir: Path, requests) -> dict[int, dict]:
 
 
 def _unplanned(row: dict, request) -> str | None:
-    for key in ("prompt", "negative_prompt", "seed", "source"):
+    for key in ("prompt", "negative_prompt", "seed", "source", "label"):
         planned = getattr(request, key)
         if planned is not None and row.get(key) != planned:
             return f"its row's {key} is {row.get(key)!r}, the run plans {planned!r}"

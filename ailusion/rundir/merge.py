@@ -54,6 +54,9 @@ def _read_shard(path: Path) -> dict:
                                             path / "predictions.json", path)
     if sorted(p["file_name"] for p in predictions["images"]) != sorted(order):
         raise AilusionError(f"{path}: predictions.json and preprocessed_index.json disagree")
+    if record.get("requests_sha256") is None:
+        raise AilusionError(f"{path}: not a finished ailusion run dir (its run did not end); "
+                            f"{RECOVER_IMAGE}")
     planned = [claim.request_of(rows[i]) for i in sorted(rows)]
     if claim.requests_digest(planned) != record["requests_sha256"]:
         raise AilusionError(f"{path}: its rows are not the images its run planned (a prompt, "
@@ -101,6 +104,11 @@ def _check_shards(shards: list[dict]) -> int:
             raise AilusionError(
                 f"{shard['path']} was made from other prompts than {shards[0]['path']} "
                 "(the prompts file's content differs)"
+            )
+        if shard["record"].get("plan_sha256") != shards[0]["record"].get("plan_sha256"):
+            raise AilusionError(
+                f"{shard['path']} was made from another plan than {shards[0]['path']} "
+                "(its prompts, classes or source files differ)"
             )
     num_shards = int(first.get("num_shards", 1))
     missing = set(range(num_shards)) - {int(s["config"].get("shard", 0)) for s in shards}

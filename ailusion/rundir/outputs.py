@@ -32,8 +32,10 @@ class Outputs:
     """Everything a run writes into its run dir."""
 
     def __init__(self, run_dir: Path, total: int, preprocessor, model, compress_level: int = 6,
-                 strategy: str = "rle", encoder: str = "pillow"):
+                 strategy: str = "rle", encoder: str = "pillow",
+                 class_ids: dict[str, int] | None = None):
         self.run_dir, self.total = Path(run_dir), total
+        self.class_ids = class_ids  # {class: label_id} in a labelled run, else None
         self.preprocessor, self.labels = preprocessor, list(model.labels)
         self.png = dict(compress_level=compress_level, strategy=strategy, encoder=encoder)
         self.logits = np.zeros((total, len(self.labels)), dtype=np.float32)
@@ -98,7 +100,7 @@ class Outputs:
             top = int(np.argmax(probabilities[i]))
             finite = bool(np.isfinite(logits[i]).all())  # NaN logits have no top label
             row.update(
-                label=self.labels[top] if finite else None,
+                prediction=self.labels[top] if finite else None,
                 probability=round(float(probabilities[i, top]), 6) if finite else None,
                 logits=[float(x) for x in logits[i]] if finite else None,
                 flagged=row.get("flagged") or (None if finite else "nan"),
@@ -133,6 +135,9 @@ class Outputs:
         flagged = info.pop("flagged", None)
         if flagged is None and is_black(generated.image):
             flagged = "black"
+        labelled = {} if self.class_ids is None else {
+            "label": request.label, "label_id": self.class_ids[request.label],
+        }
         return {
             "file_name": manifest.generated_name(request.index),
             "index": request.index,
@@ -141,6 +146,7 @@ class Outputs:
             "seed": request.seed,
             "source": request.source,
             **info,
+            **labelled,
             "preprocessed_file_name": manifest.preprocessed_name(request.index),
             "preprocessing": self.preprocessor.settings(),
             "flagged": flagged,
@@ -177,7 +183,8 @@ class Outputs:
         files.write_json(self.run_dir / "predictions.json", {
             "labels": self.labels,
             "images": [
-                {k: self.rows[i][k] for k in ("file_name", "index", "label", "probability", "logits")}
+                {k: self.rows[i][k] for k in ("file_name", "index", "prediction", "probability",
+                                               "logits")}
                 for i in self.order
             ],
         })
@@ -208,7 +215,7 @@ class Outputs:
 
 _PNG_TEXT_KEYS = (
     "prompt", "negative_prompt", "seed", "model", "scheduler", "num_inference_steps",
-    "guidance_scale", "height", "width",
+    "guidance_scale", "height", "width", "label",
 )
 
 

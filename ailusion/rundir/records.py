@@ -125,16 +125,16 @@ def field(record: dict, key: str, kind, where: Any, recovery: str = RECOVER_RUN)
 
 
 def check_run_record(record: Any, path: Path, recovery: str = RECOVER_RUN) -> dict:
-    """A run dir's ``.ailusion.json``: an object with a ``config`` object and the planned images'
-    ``requests_sha256``."""
+    """A run dir's ``.ailusion.json``: an object with a ``config`` object, the plan's
+    ``plan_sha256``, and once the run finished the made images' ``requests_sha256``."""
     expect(record, dict, path, "the record", recovery)
     field(record, "config", dict, path, recovery)
-    digest = field(record, "requests_sha256", str, path, recovery)
+    digest = field(record, "plan_sha256", str, path, recovery)
     if not _HEX64.fullmatch(digest):
-        raise corrupt(path, "requests_sha256 is not a sha256 digest", recovery)
-    if record.get("prompts_sha256") is not None:
-        if not _HEX64.fullmatch(str(record["prompts_sha256"])):
-            raise corrupt(path, "prompts_sha256 is not a sha256 digest", recovery)
+        raise corrupt(path, "plan_sha256 is not a sha256 digest", recovery)
+    for key in ("requests_sha256", "prompts_sha256"):
+        if record.get(key) is not None and not _HEX64.fullmatch(str(record[key])):
+            raise corrupt(path, f"{key} is not a sha256 digest", recovery)
     return record
 
 

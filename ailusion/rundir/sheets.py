@@ -179,7 +179,9 @@ def _caption(row: dict) -> str:
     if row.get("probability") is None:
         prediction = "no prediction"
     else:
-        prediction = f"{row.get('label')} (p={row['probability']:.2f})"
+        prediction = f"{row.get('prediction')} (p={row['probability']:.2f})"
+    if row.get("label") is not None:  # a labelled run: the true class beside the prediction
+        prediction = f"{row['label']} → {prediction}"
     flagged = f" FLAGGED {row['flagged']}" if row.get("flagged") else ""
     return f"#{row.get('index')}: {prediction}{flagged}"
 

@@ -7,10 +7,12 @@ image can be made again alone from its prompt and seed.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import random
+from typing import Iterable, Iterator, Sequence
 
 from ailusion import hookimpl
 from ailusion.errors import ConfigError
+from ailusion.planning import Plan, batches, per_prompt
 from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
 from .embeddings import PromptEmbeddings
@@ -25,21 +27,14 @@ class StableDiffusionGenerator:
         self.config = config
         self.pipe = None
 
-    def plan(self, prompts: Sequence[Prompt]) -> list[ImageRequest]:
-        """One request per image; the k-th image of a prompt gets seed ``seed + index - 1``, or
-        the prompt's own seed + k when its row gives one."""
+    def plan(self, prompts: Sequence[Prompt]) -> Plan:
+        """``num_images_per_prompt`` images per prompt, computed from their number: the k-th
+        image of a prompt gets seed ``seed + index - 1``, or the prompt's own seed + k when its
+        row gives one."""
         if not prompts:
             raise ConfigError("prompts", "no prompts: give prompts=[...] or prompts_file=PATH")
-        c, requests = self.config, []
-        for prompt in prompts:
-            negative = prompt.negative_prompt
-            if negative is None:
-                negative = c.negative_prompt
-            for k in range(c.num_images_per_prompt):
-                index = len(requests) + 1
-                seed = c.seed + index - 1 if prompt.seed is None else prompt.seed + k
-                requests.append(ImageRequest(index, prompt.text, negative, seed))
-        return requests
+        c = self.config
+        return per_prompt(prompts, c.num_images_per_prompt, c.seed, c.negative_prompt)
 
     def setup(self) -> None:
         """Load the pipeline on its device, with the configured scheduler and switches."""
@@ -71,28 +66,28 @@ class StableDiffusionGenerator:
             "model": c.model,
             "scheduler": c.scheduler or type(pipe.scheduler).__name__,
             "num_inference_steps": c.num_inference_steps,
-            "guidance_scale": c.guidance_scale,
             "height": c.height,
             "width": c.width,
         }
 
     def render(self, requests: Sequence[ImageRequest]):
-        """Run the pipeline once for ``requests``; return (N, H, W, 3) floats in [0, 1] and the
-        safety checker's verdict per image."""
+        """Run the pipeline once for ``requests`` (of one guidance scale); return (N, H, W, 3)
+        floats in [0, 1] and the safety checker's verdict per image."""
         import torch
 
         c = self.config
+        guidance_scale = guidance_for(c.guidance_scale, requests[0].seed)
         # Inference mode (a few % faster than the no_grad diffusers uses, same images); not with
         # CPU offload, whose hooks move the weights during the call and must not mark them.
         with torch.inference_mode(not c.cpu_offload):
             output = self.pipe(
                 **self.embeddings.arguments(
                     [r.prompt for r in requests], [r.negative_prompt for r in requests],
-                    c.guidance_scale,
+                    guidance_scale,
                 ),
                 generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
                 num_inference_steps=c.num_inference_steps,
-                guidance_scale=c.guidance_scale,
+                guidance_scale=guidance_scale,
                 height=c.height,
                 width=c.width,
                 output_type="np",
@@ -100,18 +95,42 @@ class StableDiffusionGenerator:
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(requests)
         return output.images, nsfw
 
-    def generate(self, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
-        """Yield each request's image, ``batch_size`` requests per pipeline call."""
+    def generate(self, requests: Iterable[ImageRequest]) -> Iterator[GeneratedImage]:
+        """Yield each request's image, up to ``batch_size`` requests per pipeline call (images
+        of one call share a guidance scale: with a range, each image is drawn its own)."""
         from PIL import Image
 
-        size = self.config.batch_size
-        for start in range(0, len(requests), size):
-            batch = requests[start:start + size]
-            images, nsfw = self.render(batch)
-            for request, array, flagged in zip(batch, images, nsfw):
-                image = Image.fromarray((array * 255).round().astype("uint8")).convert("RGB")
-                info = dict(self.info, flagged="nsfw" if flagged else None)
-                yield GeneratedImage(request, image, info)
+        scale = self.config.guidance_scale
+        for batch in batches(requests, self.config.batch_size):
+            for group in _same_guidance(batch, scale):
+                guidance = guidance_for(scale, group[0].seed)
+                images, nsfw = self.render(group)
+                for request, array, flagged in zip(group, images, nsfw):
+                    image = Image.fromarray((array * 255).round().astype("uint8")).convert("RGB")
+                    info = dict(self.info, guidance_scale=guidance,
+                                flagged="nsfw" if flagged else None)
+                    yield GeneratedImage(request, image, info)
+
+
+def guidance_for(scale, seed: int) -> float:
+    """The guidance scale of the image with ``seed``: ``scale`` itself, or for a range
+    ``[low, high]`` a value drawn uniformly from the seed (the same for the same seed on every
+    machine), rounded to 4 decimals (what is recorded is what was used)."""
+    if isinstance(scale, (int, float)):
+        return scale
+    low, high = (float(v) for v in scale)
+    return round(random.Random(f"guidance_scale:{seed}").uniform(low, high), 4)
+
+
+def _same_guidance(batch: list[ImageRequest], scale) -> list[list[ImageRequest]]:
+    """``batch`` split into runs of consecutive requests with the same guidance scale."""
+    groups: list[list[ImageRequest]] = []
+    for request in batch:
+        if groups and guidance_for(scale, request.seed) == guidance_for(scale, groups[-1][0].seed):
+            groups[-1].append(request)
+        else:
+            groups.append([request])
+    return groups
 
 
 @hookimpl(trylast=True)

@@ -70,6 +70,26 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_guidance(scale) -> None:
+    """``guidance_scale`` is a number >= 0, or a range ``[low, high]`` with 0 <= low <= high."""
+    if _is_number(scale):
+        if scale < 0:
+            _fail("guidance_scale", f"must be a number of at least 0, got {scale}")
+        return
+    if isinstance(scale, str) or not hasattr(scale, "__len__"):
+        _fail("guidance_scale", f"must be a number of at least 0, or a range [low, high], "
+                                f"got {scale}")
+    values = list(scale)
+    if len(values) != 2 or not all(_is_number(v) for v in values):
+        _fail("guidance_scale", f"a range is two numbers [low, high], got {values}")
+    if not 0 <= values[0] <= values[1]:
+        _fail("guidance_scale", f"a range [low, high] needs 0 <= low <= high, got {values}")
+
+
 def check_config(config) -> None:
     """Raise :class:`ConfigError` naming the first key of ``config`` whose value is not allowed."""
     if not isinstance(config.model, str) or not config.model.strip():
@@ -82,9 +102,7 @@ def check_config(config) -> None:
                      ("batch_size", 1)):
         if not _is_int(config[key]) or config[key] < low:
             _fail(key, f"must be an integer of at least {low}, got {config[key]}")
-    scale = config.guidance_scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
-        _fail("guidance_scale", f"must be a number of at least 0, got {scale}")
+    check_guidance(config.guidance_scale)
     if config.scheduler is not None and config.scheduler not in SCHEDULERS:
         _fail("scheduler", f"unknown scheduler {config.scheduler!r}; choose one of "
                            f"{', '.join(SCHEDULERS)} (or null for the model's own)")
