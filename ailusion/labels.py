@@ -81,7 +81,7 @@ def read_classes_file(path: Path) -> list[str]:
 
 def write_classes(run_dir: Path, classes: Sequence[str]) -> None:
     """Record the run's class list in ``RUN_DIR/classes.json``."""
-    from .dataset import write_json
+    from .rundir.files import write_json
 
     write_json(Path(run_dir) / CLASSES_FILE, {"classes": list(classes)})
 

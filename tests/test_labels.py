@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import ailusion
-from ailusion import dataset
+from ailusion.rundir import manifest as dataset
 from ailusion.errors import AilusionError, ConfigError
 from ailusion.labels import read_classes
 from ailusion.prompts import load_prompts

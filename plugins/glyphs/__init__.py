@@ -10,24 +10,24 @@ shard. conf/generator/glyphs.yaml documents every key and its range; render.py t
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterator, Sequence
 
 from ailusion import hookimpl
 from ailusion.errors import ConfigError
+from ailusion.planning import Plan, per_prompt
 from ailusion.stages import GeneratedImage, ImageRequest, Prompt, StageContext
 
 from .fonts import resolve_fonts
 from .options import GlyphsConfig, parse_options
 from .render import render
 
-_REQUEST_FIELDS = {f.name for f in dataclasses.fields(ImageRequest)}
-
-
-def text_of(request: ImageRequest) -> str:
-    """What an image shows: its class name when it has one, else its prompt."""
+def text_of(request: ImageRequest | Prompt) -> str:
+    """What an image (or a prompt's images) shows: its class name when it has one, else its
+    prompt."""
     label = getattr(request, "label", None)
-    return str(label) if label is not None else (request.prompt or "")
+    if label is not None:
+        return str(label)
+    return (request.prompt if isinstance(request, ImageRequest) else request.text) or ""
 
 
 class GlyphGenerator:
@@ -37,25 +37,16 @@ class GlyphGenerator:
         self.options = parse_options(config)
         self.fonts = None
 
-    def plan(self, prompts: Sequence[Prompt]) -> list[ImageRequest]:
-        """One request per image; the k-th image of a prompt gets seed ``seed + index - 1``, or
-        the prompt's own seed + k when its row gives one. Labels pass through from the prompt."""
+    def plan(self, prompts: Sequence[Prompt]) -> Plan:
+        """``num_images_per_prompt`` images per prompt, computed from their number; the k-th
+        image of a prompt gets seed ``seed + index - 1``, or the prompt's own seed + k when its
+        row gives one. Labels pass through from the prompt."""
         if not prompts:
             raise ConfigError("prompts", "no prompts: give classes=[...], prompts=[...] or "
                                          "prompts_file=PATH")
-        o, requests = self.options, []
-        for prompt in prompts:
-            extra = {
-                key: getattr(prompt, key) for key in ("label", "label_id")
-                if key in _REQUEST_FIELDS and getattr(prompt, key, None) is not None
-            }
-            for k in range(o["num_images_per_prompt"]):
-                index = len(requests) + 1
-                seed = o["seed"] + index - 1 if prompt.seed is None else prompt.seed + k
-                requests.append(ImageRequest(
-                    index, prompt.text, prompt.negative_prompt, seed, **extra
-                ))
-        texts = sorted({text_of(r) for r in requests})
+        o = self.options
+        requests = per_prompt(prompts, o["num_images_per_prompt"], o["seed"])
+        texts = sorted({text_of(p) for p in prompts})
         if not any(t.strip() for t in texts):
             raise ConfigError("prompts", "the glyphs generator draws each class's name (or "
                                          "prompt), and every one is empty")
