@@ -35,6 +35,10 @@ def _main() -> None:
         from .rundir.merge import merge_command
 
         sys.exit(merge_command(sys.argv[2:]))
+    if sys.argv[1:2] == ["plan"]:
+        from .dryrun import plan_command
+
+        sys.exit(plan_command(sys.argv[2:], error_line))
     if sys.argv[1:2] == ["digits"]:
         from .digits import digits_command
 

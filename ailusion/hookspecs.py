@@ -58,6 +58,19 @@ def config_searchpath():
 
 
 # ---------------------------------------------------------------------------------------------
+# Planning: ``ailusion plan`` asks every output format what a run would write.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def estimate_output(layout):
+    """Return ``{format_name: {"files": int, "bytes": int, ...}}``: the files and disk an output
+    format would write for ``layout`` (a :class:`ailusion.dryrun.Layout`: image counts, shapes,
+    num_outputs; its ``png_bytes(h, w)`` estimates one PNG). All results are collected (not
+    firstresult); ``ailusion plan`` prints each."""
+
+
+# ---------------------------------------------------------------------------------------------
 # Lifecycle: called by the pipeline for every run; return values are ignored.
 # ---------------------------------------------------------------------------------------------
 

@@ -197,3 +197,18 @@ def test_classes_that_do_not_match_the_folders_are_named(class_folders, tmp_path
     with pytest.raises(ConfigError, match="class 'owl' has no folder") as error:
         folder_run(class_folders, tmp_path / "run", "classes=[cat,dog,owl]")
     assert error.value.key == "classes"
+
+
+@pytest.mark.parametrize("argument, prompt", [
+    ("""'prompt_template="a photo of {prompt}, 4k"'""", "a photo of a red cube, 4k"),
+    ("""'prompt_prefix="a photo of "'""", "a photo of a red cube"),
+    ("""'prompt_suffix=", 4k"'""", "a red cube, 4k"),
+])
+def test_the_documented_shell_quoting_keeps_spaces_and_commas(argument, prompt):
+    """The README's quoting, through a POSIX shell's word splitting, then Hydra's parser."""
+    import shlex
+
+    from ailusion.api import compose_config
+
+    config = compose_config(["generator=tiny", "prompts=[a red cube]", *shlex.split(argument)])
+    assert [p.text for p in load_prompts(config)] == [prompt]

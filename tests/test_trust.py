@@ -191,8 +191,10 @@ def test_plain_relative_paths_inside_are_accepted(tmp_path):
 @pytest.mark.parametrize("record, detail", [
     ({}, "config should be an object, is missing"),
     ([], "the record should be an object, is list []"),
-    ({"config": {}, "requests_sha256": "nope"}, "requests_sha256 is not a sha256 digest"),
-    ({"config": 3, "requests_sha256": "0" * 64}, "config should be an object, is int 3"),
+    ({"config": {}, "plan_sha256": "nope"}, "plan_sha256 is not a sha256 digest"),
+    ({"config": {}, "plan_sha256": "0" * 64, "requests_sha256": "x"},
+     "requests_sha256 is not a sha256 digest"),
+    ({"config": 3, "plan_sha256": "0" * 64}, "config should be an object, is int 3"),
 ])
 def test_malformed_run_records_are_corrupt(record, detail, tmp_path):
     with pytest.raises(records.CorruptError, match=f"^REC: corrupt \\({re.escape(detail)}\\); delete"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from ailusion.errors import ConfigError
 
@@ -18,7 +18,7 @@ class StableDiffusionConfig:
     scheduler: Optional[str] = None
     seed: int = 0
     num_inference_steps: int = 25
-    guidance_scale: float = 7.5
+    guidance_scale: Any = 7.5  # a number, or a range [low, high] drawn per image (check_guidance)
     negative_prompt: Optional[str] = None
     height: int = 512
     width: int = 512
