@@ -12,7 +12,6 @@ import pytest
 from omegaconf import OmegaConf
 
 import ailusion
-from ailusion import hookimpl
 from ailusion.api import compose_config
 from ailusion.dryrun import describe
 from ailusion.errors import ConfigError
@@ -141,24 +140,6 @@ def test_ailusion_plan_cli_prints_a_table_and_errors_in_one_line(tmp_path):
                           "classes=[cat,cat]"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.strip() == "ailusion plan: error: classes: class 'cat' is given twice"
-
-
-class Shelves:
-    """An output format of a third party, with its own estimate."""
-
-    @hookimpl
-    def estimate_output(self, layout):
-        return {"shelves": {"files": layout.images // 10 + 1,
-                            "bytes": layout.images * layout.png_bytes(8, 8)}}
-
-
-def test_output_formats_contribute_their_estimates():
-    pm = plugin_manager()
-    pm.register(Shelves())
-    plan = describe([*FAST, "prompts=[a,b,c,d]", "generator.num_images_per_prompt=5"], pm=pm)
-    assert plan["estimates"]["shelves"]["files"] == 3
-    assert plan["estimates"]["shelves"]["bytes"] == 20 * (int(8 * 8 * 3 * 0.5) + 200)
-    assert set(plan["estimates"]) == {"imagefolder", "shelves"}
 
 
 # --- guidance drawn per image ----------------------------------------------------------------

@@ -326,6 +326,23 @@ def test_hook_register_config_schemas_checks_and_types_the_stage_node(tmp_path):
     assert result.summary["written"] == 3
 
 
+def test_hook_estimate_output_adds_a_format_to_ailusion_plan():
+    from ailusion.dryrun import describe
+    from fake_plugins import FAST, plugin_manager
+
+    class Shelves:
+        @hookimpl
+        def estimate_output(self, layout):
+            return {"shelves": {"files": layout.images // 10 + 1,
+                                "bytes": layout.images * layout.png_bytes(8, 8)}}
+
+    pm = plugin_manager()
+    pm.register(Shelves())
+    plan = describe([*FAST, "prompts=[a,b,c,d]", "generator.num_images_per_prompt=5"], pm=pm)
+    assert plan["estimates"]["shelves"] == {"files": 3, "bytes": 20 * (int(8 * 8 * 3 * 0.5) + 200)}
+    assert set(plan["estimates"]) == {"imagefolder", "shelves"}
+
+
 def test_every_hook_has_a_test():
     tested = {name for name in globals() if name.startswith("test_hook_")}
     untested = [h for h in HOOKS if not any(t.startswith(f"test_hook_{h}_") for t in tested)]
