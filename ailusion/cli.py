@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import helpcache, hydra_files
+from . import helpcache, hydra_files, signals
 from .errors import error_line
 
 
@@ -78,21 +78,23 @@ def _run_app(app=None) -> int:
     global _one_line_errors
     app = app or _hydra_app
     hydra_files.defer(sys.argv)
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        app()
-        return 0
-    # Hydra then raises its composition errors instead of printing them over several lines.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    _one_line_errors = True
-    warnings.showwarning = _show_warning
+    full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if not full_errors:
+        # Hydra then raises its composition errors instead of printing them over several lines.
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        _one_line_errors = True
+        warnings.showwarning = _show_warning
     try:
-        app()
-    except KeyboardInterrupt:
-        print("ailusion: interrupted; run again with the same config to resume", file=sys.stderr)
-        return 130
+        with signals.stop_cleanly():  # SIGTERM stops a run as Ctrl-C does
+            app()
+    except KeyboardInterrupt as exc:
+        print(signals.stopped_message(exc), file=sys.stderr)
+        return signals.exit_status(exc)
     except BrokenPipeError:
         raise  # main() ends quietly
     except Exception as exc:
+        if full_errors:
+            raise
         print(f"ailusion: error: {error_line(exc)}", file=sys.stderr)
         return 1
     return 0

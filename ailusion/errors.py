@@ -4,6 +4,7 @@ and :func:`ailusion.run` raises every user error as an :class:`AilusionError` wi
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 
@@ -33,11 +34,29 @@ def error_line(exc: BaseException) -> str:
         if isinstance(exc.__cause__, OmegaConfBaseException):  # its next lines repeat the key
             text = f"{text}: {str(exc.__cause__).splitlines()[0]}"
         text = text.replace(":\n\t", ": ").replace("\n\t", ", ")
+    elif _read_only(exc) is not None:
+        text = _read_only(exc)
     elif isinstance(exc, OSError) and exc.filename:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = f"{type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)"
     return " ".join(text.split())
+
+
+def _read_only(exc: BaseException) -> str | None:
+    """The line for a run dir that cannot be written (a read-only file system, no permission),
+    from the error itself or from Hydra's failure to open its log file there."""
+    import errno
+
+    if isinstance(exc, ValueError) and str(exc).startswith("Unable to configure handler"):
+        exc = exc.__cause__ or exc.__context__  # logging's error, raised from the OSError
+    if not (isinstance(exc, OSError) and exc.filename
+            and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)):
+        return None
+    where, name = os.path.split(exc.filename)
+    return (f"{where}: is read-only ({exc.strerror}: cannot write {name}); "
+            "a run needs a writable dir: pick another hydra.run.dir, or copy this one to a "
+            "writable place to resume it")
 
 
 @contextlib.contextmanager

@@ -88,6 +88,7 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    before = claim.snapshot(run_dir)  # a failed run removes only what it created
     pm = pm or get_plugin_manager()
     try:
         setup_job_devices(config, job_num)  # before any stage can import torch
@@ -107,7 +108,7 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         with claim.claim(run_dir, record):
             return _run(config, run_dir, pm, stages, requests, record, started, classes)
     except BaseException:
-        claim.discard_if_unused(run_dir)
+        claim.discard_if_unused(run_dir, before)
         raise
 
 

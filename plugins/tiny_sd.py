@@ -28,10 +28,14 @@ def ensure_tiny_pipeline(root: Path | None = None) -> Path:
 
     root = Path(root) if root is not None else cache_dir()
     target = root / TINY_VERSION
-    if (target / "model_index.json").exists():
+    stale = f".{TINY_VERSION}.*"  # the temporary folders of builds that were killed
+    if (target / "model_index.json").exists() and not any(root.glob(stale)):
         return target
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{TINY_VERSION}.lock")):
+        for folder in root.glob(stale):  # no build runs but under this lock: none is in use
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
         if not (target / "model_index.json").exists():
             tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_VERSION}.", dir=root))
             try:

@@ -189,32 +189,83 @@ def _flatten(node, prefix: str = "") -> dict:
     return out
 
 
-def discard_if_unused(run_dir: Path) -> None:
-    """Remove ``run_dir`` when it holds only what Hydra and the lock put there: a run that failed
-    before writing anything leaves nothing behind. A dir another run holds is left alone."""
+def snapshot(run_dir: Path) -> frozenset[str] | None:
+    """The names in ``run_dir`` before a run starts (None when it does not exist), for
+    :func:`discard_if_unused`."""
+    try:
+        return frozenset(os.listdir(run_dir))
+    except OSError:
+        return None
+
+
+def discard_if_unused(run_dir: Path, before: frozenset[str] | None = None) -> None:
+    """After a run that failed before writing any data, remove what it created in ``run_dir``,
+    and nothing else: the lock and ``.hydra/`` it made, Hydra's log file when this process made
+    it, and the dir itself when the run made it. ``before`` is :func:`snapshot` of the dir taken
+    as the run started (None: there was no dir). A dir another run holds is left alone."""
     from filelock import FileLock, Timeout
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     names = {entry.name for entry in run_dir.iterdir()}
-    if any(name not in (".hydra", LOCK_FILE) and not name.endswith(".log") for name in names):
-        return
+    created = names - (before or set())
+    had_data = any(_is_data(name) for name in before or ())
+    # A dir with data keeps its logs (a history of its runs); else the logs this process made go.
+    log = _hydra_log_name()
+    logs = {log} if log in names and not had_data and _made_by_this_process(run_dir / log) else set()
+    if any(_is_data(name) for name in created):
+        return  # the run wrote data: it stays, to be resumed
     lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
     try:
         lock.acquire()
     except (Timeout, OSError):  # held by another run, or not a lock this run can take
         return
     try:
-        shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-        for name in names:
-            if name.endswith(".log"):
-                (run_dir / name).unlink(missing_ok=True)
-        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        if ".hydra" in created:
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+        for name in logs:
+            (run_dir / name).unlink(missing_ok=True)
+        if LOCK_FILE not in (before or ()):  # made by this run (or just now, to hold the dir)
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
     finally:
         lock.release()
-    if run_dir.resolve() != Path.cwd().resolve():
+    made_here = before is None or before <= logs  # no dir, or one Hydra made for this job
+    if made_here and run_dir.resolve() != Path.cwd().resolve():
         try:
             os.rmdir(run_dir)
         except OSError:  # something new appeared meanwhile: keep it
             pass
+
+
+def _hydra_log_name() -> str | None:
+    """The name of the log file Hydra opened in the job's dir (None outside a Hydra job)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return f"{HydraConfig.get().job.name}.log"
+    except Exception:  # not a Hydra job (the Python API), or Hydra is not set up
+        return None
+
+
+def _is_data(name: str) -> bool:
+    return name not in (".hydra", LOCK_FILE) and not name.endswith(".log")
+
+
+def _made_by_this_process(path: Path) -> bool:
+    """True for a file created since this process started (Hydra's log file of this job)."""
+    try:
+        return path.stat().st_ctime >= _process_start_time() and not path.is_symlink()
+    except OSError:
+        return False
+
+
+def _process_start_time() -> float:
+    """When this process started (seconds since the epoch); +inf where it cannot be told."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") - 1.0  # btime is whole seconds
+    except (OSError, ValueError, IndexError, StopIteration):
+        return float("inf")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from .. import signals
 from ..errors import AilusionError
 from . import claim, files, manifest, records
 from .sheets import write_contact_sheet
@@ -148,9 +149,11 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
     total = _check_shards(shards)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    os.chmod(tmp, 0o777 & ~files._UMASK)  # mkdtemp makes it private; a dataset is not
+    remove_stale_merges(out_dir.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{MERGING}", dir=out_dir.parent))
+    held = _hold(tmp)  # while this merge runs, no other one takes the dir for a stale one
     try:
+        os.chmod(tmp, 0o777 & ~files._UMASK)  # mkdtemp makes it private; a dataset is not
         _write(tmp, shards, total)
         if out_dir.exists():
             out_dir.rmdir()
@@ -158,7 +161,38 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(held)
     return out_dir
+
+
+#: In the name of the dir a merge writes before renaming it into place: ``.OUT.merging.XXXX``.
+MERGING = ".merging."
+
+
+def _hold(path: Path) -> int:
+    """An open descriptor of the dir ``path`` holding an exclusive ``flock`` on it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def remove_stale_merges(parent: Path) -> None:
+    """Remove the dirs in ``parent`` that killed merges left (``.*.merging.*``, held by no
+    running merge); a merge that was killed leaves nothing for long."""
+    for entry in parent.glob(f".*{MERGING}*"):
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            held = _hold(entry)
+        except OSError:  # a merge still running holds it (or it is not ours to open)
+            continue
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            os.close(held)
 
 
 def _write(out: Path, shards: list[dict], total: int) -> None:
@@ -249,9 +283,19 @@ def merge_command(argv: list[str]) -> int:
     parser.add_argument("shard_dirs", nargs="+", help="the run dir of every shard")
     args = parser.parse_args(argv)
     try:
-        out = merge(args.out_dir, args.shard_dirs)
+        with signals.stop_cleanly():
+            out = merge(args.out_dir, args.shard_dirs)
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, signals.Terminated) else "interrupted"
+        print(f"ailusion merge: {how}; nothing was written: run the same command again",
+              file=sys.stderr)
+        return signals.exit_status(exc)
     except AilusionError as exc:
         print(f"ailusion merge: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a read-only dir: nothing was written
+        print(f"ailusion merge: error: {exc.filename or args.out_dir}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 1
     count = len(manifest.read_manifest(out))
     print(f"ailusion merge: {count} images from {len(args.shard_dirs)} shards → {out}")
