@@ -129,15 +129,15 @@ def _class_order(root: Path, found: list[str] | None, given: list[str] | None):
 
 
 def load_image(path: Path):
-    """Read ``path`` as an upright RGB image; an unreadable file is one :class:`AilusionError`."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Read ``path`` as an upright RGB image, deep and transparent modes scaled and composited
+    (:func:`ailusion.images.open_image`); an unreadable or refused file (corrupt, truncated, a
+    decompression bomb) is one :class:`AilusionError` naming it."""
+    from ailusion.images import ImageError, open_image
 
     try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise AilusionError(f"generator.path: cannot read {path}: {reason}") from None
+        return open_image(path)
+    except ImageError as exc:
+        raise AilusionError(f"generator.path: {exc}") from None
 
 
 @hookimpl(trylast=True)

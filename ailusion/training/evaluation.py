@@ -55,10 +55,9 @@ class EvalFolder:
 
 
 def load_image(path: Path):
-    from PIL import Image, ImageOps
+    from ..images import open_image
 
-    with Image.open(path) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
+    return open_image(path)  # every mode scaled to 8-bit RGB, not clipped
 
 
 def evaluate(model, folder: EvalFolder, preprocessor, batch_size: int,

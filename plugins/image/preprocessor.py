@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from ailusion.images import to_rgb
+
 from .options import parse_options
 
 
@@ -70,6 +72,8 @@ class ImagePreprocessor:
             with Image.open(image) as opened:  # decoded here, on the worker thread
                 return self._fill(row, opened)
         mode = "L" if self.grayscale else "RGB"
+        if image.mode not in ("RGB", "L"):
+            image = to_rgb(image)  # 16-bit, float, transparent, CMYK…: scaled, not clipped
         if image.mode != mode:
             image = image.convert(mode)
         (width, height), box, (x, y) = self._geometry(*image.size)
