@@ -257,3 +257,58 @@ def test_conv_layers_too_deep_for_the_input_names_the_block(tmp_path):
     with pytest.raises(ConfigError, match=r"^model.kernel_size: the convolution's 1×1 output "
                                           r"of conv block 2 is smaller than the 2×2 pooling"):
         model.setup((1, 8, 8))
+
+
+# --- weights of other dtypes ---------------------------------------------------------------------
+
+
+def weights_as(tmp_path, dtype, name="cast.safetensors", only=None):
+    """The saved weights with every tensor (or only ``only``) cast to the torch ``dtype``."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    tensors = {k: torch.from_numpy(v) for k, v in load_file(saved_weights(tmp_path)).items()}
+    cast = {k: (v.to(dtype) if only in (None, k) else v) for k, v in tensors.items()}
+    save_torch(cast, str(tmp_path / name))
+    return tmp_path / name, cast
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16", "float64"])
+def test_float_weights_of_other_widths_are_read_as_float32(tmp_path, dtype_name):
+    import torch
+
+    path, cast = weights_as(tmp_path, getattr(torch, dtype_name))
+    loaded = weights.load(path, weights.Architecture.from_config(model_config()), (3, 16, 16))
+    for name, tensor in cast.items():
+        assert loaded[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded[name], tensor.to(torch.float32).numpy())
+    model = make_model(tmp_path, backend="torch", weights=str(path))
+    model.setup((3, 16, 16))
+    assert np.isfinite(model.forward(np.zeros((1, 3, 16, 16), np.float32))).all()
+
+
+@pytest.mark.parametrize("dtype_name, stored", [
+    ("int32", "I32"), ("int64", "I64"), ("bool", "BOOL"), ("uint8", "U8"),
+    ("float8_e4m3fn", "F8_E4M3"),
+])
+def test_weights_of_other_dtypes_are_refused_naming_the_tensor(tmp_path, dtype_name, stored):
+    import torch
+
+    if not hasattr(torch, dtype_name):
+        pytest.skip(f"torch has no {dtype_name}")
+    path, _ = weights_as(tmp_path, getattr(torch, dtype_name), only="dense.bias")
+    with pytest.raises(ConfigError) as error:
+        make_model(tmp_path, backend="torch", weights=str(path)).setup((3, 16, 16))
+    assert str(error.value) == (f"model.weights: {path}: tensor dense.bias is {stored}; weights "
+                                "must be floats (F32, F16, BF16, F64)")
+
+
+def test_float64_weights_beyond_float32_are_refused(tmp_path):
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    path, cast = weights_as(tmp_path, torch.float64)
+    cast["conv.bias"][0] = 1e300
+    save_torch(cast, str(path))
+    with pytest.raises(ConfigError, match=r"tensor conv.bias \(F64\) holds values beyond float32"):
+        make_model(tmp_path, backend="torch", weights=str(path)).setup((3, 16, 16))

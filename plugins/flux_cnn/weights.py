@@ -180,7 +180,7 @@ def load(
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
-            found = {name: f.get_tensor(name) for name in f.keys()}
+            found = {name: _float32(f, name, path) for name in f.keys()}
             made_for = (f.metadata() or {}).get("input_shape")
     except (OSError, SafetensorError) as exc:
         raise ConfigError("model.weights", f"cannot read {path} as safetensors: {exc}") from None
@@ -211,4 +211,39 @@ def load(
         raise ConfigError(
             "model.weights", f"{path}{made_for}: {shapes} for inputs of shape {tuple(input_shape)}"
         )
-    return {name: np.asarray(found[name], dtype=np.float32) for name in names}
+    return {name: found[name] for name in names}
+
+
+#: The tensor dtypes a weights file may hold, each read as float32: float16 and bfloat16 exactly
+#: (every value they hold is a float32), float64 rounded to the nearest float32 (refused where a
+#: value is beyond float32's range). Integer, bool and 8-bit float tensors are refused.
+ACCEPTED_DTYPES = ("F32", "F16", "BF16", "F64")
+
+
+def _float32(f, name: str, path: Path) -> np.ndarray:
+    """Tensor ``name`` of the open safetensors file ``f`` as float32 (see :data:`ACCEPTED_DTYPES`);
+    any other dtype is one :class:`ConfigError` naming the tensor and its dtype."""
+    dtype = f.get_slice(name).get_dtype()
+    if dtype not in ACCEPTED_DTYPES:
+        raise ConfigError("model.weights", f"{path}: tensor {name} is {dtype}; weights must be "
+                                           f"floats ({', '.join(ACCEPTED_DTYPES)})")
+    if dtype == "BF16":  # numpy has no bfloat16: its 16 bits are the high half of a float32
+        return (_raw_tensor(path, name).astype(np.uint32) << 16).view(np.float32)
+    tensor = f.get_tensor(name)
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        converted = tensor.astype(np.float32)
+    if dtype == "F64" and not np.isfinite(converted[np.isfinite(tensor)]).all():
+        raise ConfigError("model.weights", f"{path}: tensor {name} (F64) holds values beyond "
+                                           "float32's range")
+    return converted
+
+
+def _raw_tensor(path: Path, name: str) -> np.ndarray:
+    """The 16-bit words of tensor ``name`` as stored in the safetensors file ``path``."""
+    with open(path, "rb") as file:
+        size = int.from_bytes(file.read(8), "little")
+        entry = json.loads(file.read(size))[name]
+        start, end = entry["data_offsets"]
+        file.seek(8 + size + start)
+        data = file.read(end - start)
+    return np.frombuffer(data, dtype="<u2").reshape(entry["shape"])
