@@ -79,3 +79,33 @@ def test_summary_from_job_dirs_objective_metrics_and_best(tmp_path, caplog):
     assert best_line(rows) == (
         "; best: job 1, eval_accuracy 0.7200: generator.rotation=10")
     assert "unreadable" in caplog.text and png_path.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_a_small_optuna_search_completes_and_names_the_best(tmp_path):
+    import yaml
+
+    from ailusion.digits import write_digits
+
+    pytest.importorskip("sklearn")
+    write_digits(tmp_path / "digits")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ailusion", "-m", "experiment=digits_search",
+         f"eval_dir={tmp_path / 'digits'}", "hydra.sweeper.n_trials=3",
+         "generator.num_images_per_prompt=4", "train.epochs=1", "preprocessor.size=12",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    searched = {"generator.rotation", "generator.shear", "generator.elastic", "generator.blur",
+                "train.lr"}
+    assert set(results["best_params"]) == searched
+    rows = read_csv(tmp_path / "sweep" / "summary.csv")
+    assert len(rows) == 3 and {r["objective"] for r in rows} == {"eval_accuracy"}
+    values = [float(r["objective_value"]) for r in rows]
+    assert all(0 <= v <= 1 for v in values) and results["best_value"] == pytest.approx(max(values))
+    assert {f"override.{k}" for k in searched} <= set(rows[0])
+    best = rows[values.index(max(values))]
+    assert float(best["override.generator.rotation"]) == pytest.approx(
+        results["best_params"]["generator.rotation"])
