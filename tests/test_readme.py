@@ -38,9 +38,23 @@ def overrides(line: str) -> list[str]:
             continue
         key, _, value = word.partition("=")
         if value and not value.startswith("["):
-            value = value.split(",")[0]
+            value = first_value(key, value)
         found.append(f"{key}={value}")
     return found
+
+
+def first_value(key: str, value: str):
+    """A sweep's first value: a choice's first, an interval's start (Optuna's
+    ``interval(0,30)``, ``tag(log, interval(…))``), a range's first."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    parsed = OverridesParser.create().parse_override(f"{key}={value}")
+    if not parsed.is_sweep_override():
+        return value
+    if isinstance(parsed.value(), IntervalSweep):
+        return parsed.value().start
+    return next(iter(parsed.sweep_string_iterator()))
 
 
 def test_the_readme_has_runs_to_check():
