@@ -198,7 +198,7 @@ def keep_up_rows(quick: bool, work: Path) -> list:
         ("keep-up: achieved ÷ offered at 0.8·C", "≥ 0.99", paced(0.8), lambda r: r >= 0.99),
         ("keep-up: achieved ÷ offered at 0.5·C", "≥ 0.99", paced(0.5), lambda r: r >= 0.99),
         ("keep-up: C with png_encoder=fpng ÷ with pillow", "≥ 2", fpng_capacity, lambda r: r >= 2),
-        ("PNG bytes per image: fpng ÷ pillow", "report", fpng_size, lambda r: True),
+        ("keep-up: PNG bytes per image, fpng ÷ pillow", "report", fpng_size, lambda r: True),
     ]
 
 
