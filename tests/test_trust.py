@@ -280,3 +280,21 @@ def test_merged_dir_keeps_the_hashes_and_resumes(tmp_path):
     assert again.summary["skipped"] == 5
     assert os.listdir(tmp_path / "merged")
 
+
+
+def test_planted_links_in_a_run_dir_write_nothing_outside(tmp_path):
+    run_dir, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    ailusion.run([*FAST, PROMPTS], run_dir=run_dir, pm=plugin_manager())
+    (run_dir / "generated_image_2.png").unlink()  # so that the resumed run writes
+    (run_dir / ".preprocessed.npy.tmp").symlink_to(outside / "planted.npy")  # dangling
+    (run_dir / ".generated_image_2.png.0123456789abcdef.tmp").symlink_to(outside / "planted.png")
+    again = ailusion.run([*FAST, PROMPTS], run_dir=run_dir, pm=plugin_manager())
+    assert again.summary["written"] == 1
+    assert os.listdir(outside) == []
+    assert not any(p.is_symlink() for p in run_dir.iterdir())
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / ".hydra").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(records.UnsafePathError, match=r"\.hydra: is a symlink"):
+        ailusion.run([*FAST, PROMPTS], run_dir=run_dir, pm=plugin_manager())
+    assert os.listdir(outside) == []

@@ -119,7 +119,7 @@ def claim(run_dir: Path, record: dict) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AilusionError(f"{run_dir}: cannot create the run dir: {exc.strerror}") from None
-    for name in (LOCK_FILE, RUN_FILE, manifest.MANIFEST):
+    for name in (LOCK_FILE, RUN_FILE, manifest.MANIFEST, ".hydra"):
         if (run_dir / name).is_symlink():  # opening it would write where it points
             raise records.UnsafePathError(
                 f"{run_dir / name}: is a symlink; a run dir's own files must be plain files"
@@ -142,7 +142,7 @@ def claim(run_dir: Path, record: dict) -> Iterator[None]:
 def start(run_dir: Path, record: dict, rows: dict[int, dict]) -> None:
     """Begin writing: drop a killed run's temporary files, keep its complete ``rows``."""
     for entry in Path(run_dir).iterdir():
-        if files.is_temporary(entry.name) and entry.is_file():
+        if files.is_temporary(entry.name) and (entry.is_symlink() or entry.is_file()):
             entry.unlink(missing_ok=True)
     with files.atomic_path(Path(run_dir) / RUN_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -122,7 +122,7 @@ class Outputs:
         if self._array_file is None:
             # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
             # keep every written page in this process's resident memory until the end.
-            self._array_file = open(self._array_tmp, "wb")
+            self._array_file = open(self._array_tmp, "xb")  # never through a planted link
             np.lib.format.write_array_header_2_0(self._array_file, {
                 "descr": np.lib.format.dtype_to_descr(arrays.dtype),
                 "fortran_order": False,
