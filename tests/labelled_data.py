@@ -1,5 +1,6 @@
 """Labelled data made in the tests: pictures that carry their class (a coloured shape per
-class, at a random place, size and shade, on a noisy background), and run dirs made from them."""
+class, at a random place, size and shade, on a noisy background), in class subfolders, and the
+labelled run dirs the folder generator makes from them."""
 
 from __future__ import annotations
 
@@ -44,35 +45,22 @@ def class_folder(path: Path, classes, per_class: int, seed: int = 0, size: int =
     return path
 
 
-def label_run(run_dir: Path, classes, label_of) -> None:
-    """Write the labels a labelled run records: ``label``/``label_id`` per manifest row and
-    ``classes.json`` (the format of ailusion's labelled runs)."""
-    from ailusion.rundir import files, manifest
-
-    rows = manifest.read_manifest(run_dir)
-    for row in rows.values():
-        label = label_of(row)
-        row["label"], row["label_id"] = label, list(classes).index(label)
-    manifest.write_manifest(run_dir, rows)
-    files.write_json(run_dir / "classes.json", {"classes": list(classes)})
-
-
 def labelled_run(tmp_path: Path, classes=("circle", "square", "triangle"), per_class=40,
-                 seed=0, size=16, name="data", extra=()) -> Path:
-    """A run dir of labelled shapes, made by the folder generator and preprocessed to
-    ``size``×``size``."""
+                 seed=0, size=16, name="data", extra=(), labelled=True) -> Path:
+    """A run dir of shapes made by the folder generator from class subfolders (a labelled run;
+    ``labelled=False``: from one flat folder), preprocessed to ``size``×``size``."""
     import ailusion
 
-    source = tmp_path / f"{name}-images"
-    source.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for name_ in classes:
-        for i in range(per_class):
-            draw(name_, rng).save(source / f"{name_}-{i:03d}.png")
+    source = class_folder(tmp_path / f"{name}-images", classes, per_class, seed)
+    if not labelled:
+        flat = tmp_path / f"{name}-flat"
+        flat.mkdir()
+        for image in sorted(source.rglob("*.png")):
+            image.rename(flat / f"{image.parent.name}-{image.name}")
+        source = flat
     run_dir = tmp_path / name
     ailusion.run(["generator=folder", f"generator.path={source}", f"preprocessor.size={size}",
                   "model.backend=torch", "progress=false", *extra], run_dir=run_dir)
-    label_run(run_dir, classes, lambda row: Path(row["source"]).name.split("-")[0])
     return run_dir
 
 
@@ -86,8 +74,6 @@ def shared_run(classes=("circle", "square", "triangle"), per_class=8, extra=(), 
     key = (tuple(classes), per_class, tuple(extra), labelled)
     if key not in _shared:
         root = Path(tempfile.mkdtemp(prefix="ailusion-shapes-"))
-        run = labelled_run(root, classes, per_class=per_class, extra=extra)
-        if not labelled:
-            (run / "classes.json").unlink()
-        _shared[key] = run
+        _shared[key] = labelled_run(root, classes, per_class=per_class, extra=extra,
+                                    labelled=labelled)
     return _shared[key]

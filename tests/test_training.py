@@ -19,7 +19,7 @@ import ailusion
 from ailusion.errors import AilusionError
 from ailusion.training.data import RunDirReader, open_data, validation_mask
 
-from labelled_data import class_folder, label_run, labelled_run
+from labelled_data import class_folder, labelled_run
 
 CLASSES = ["circle", "square", "triangle"]
 HERE = Path(__file__).parent
@@ -75,6 +75,8 @@ def test_training_on_a_learnable_folder_reaches_high_accuracy_on_held_out_images
                           run_dir=tmp_path / "predict")
     assert result.labels == CLASSES
     assert [CLASSES[i] for i in result.predictions.argmax(axis=1)] == ["circle"] * 4
+    rows = [json.loads(line) for line in (tmp_path / "predict" / "metadata.jsonl").read_text().splitlines()]
+    assert [row["prediction"] for row in rows] == ["circle"] * 4
 
 
 def test_the_split_is_decided_by_each_images_number_alone():

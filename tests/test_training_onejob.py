@@ -6,69 +6,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
 
-from labelled_data import class_folder, draw
+from labelled_data import class_folder
 
 CLASSES = ["circle", "square", "triangle"]
-
-# The main app, its jobs' runs labelled from their source file names by a plugin's run_end hook
-# (so the test does not depend on how a generator labels its images).
-SCRIPT = textwrap.dedent('''
-    import json, sys
-    from pathlib import Path
-    import ailusion.manager as manager
-    from ailusion import hookimpl
-    from ailusion.rundir import files, manifest
-
-    CLASSES = %r
-
-    class Labeller:
-        @hookimpl(tryfirst=True)
-        def run_end(self, run_dir):
-            rows = manifest.read_manifest(run_dir)
-            for row in rows.values():
-                label = Path(row["source"]).name.split("-")[0]
-                row["label"], row["label_id"] = label, CLASSES.index(label)
-            manifest.write_manifest(run_dir, rows)
-            files.write_json(Path(run_dir) / "classes.json", {"classes": CLASSES})
-
-    plain = manager.get_plugin_manager
-
-    def with_labeller():
-        pm = plain()
-        pm.register(Labeller())
-        return pm
-
-    manager.get_plugin_manager = with_labeller
-    from ailusion.cli import main
-    sys.argv = ["ailusion", *sys.argv[1:]]
-    main()
-''') % (CLASSES,)
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    import numpy as np
-
+    """Shapes in class subfolders (the folder generator labels a run from them) and others."""
     root = tmp_path_factory.mktemp("onejob")
-    flat = root / "images"
-    flat.mkdir()
-    rng = np.random.default_rng(0)
-    for name in CLASSES:
-        for i in range(30):
-            draw(name, rng).save(flat / f"{name}-{i:03d}.png")
-    return flat, class_folder(root / "held_out", CLASSES, 6, seed=11)
+    return (class_folder(root / "images", CLASSES, 30, seed=0),
+            class_folder(root / "held_out", CLASSES, 6, seed=11))
 
 
 def main_app(tmp_path, *args):
-    script = tmp_path / "labelled_ailusion.py"
-    script.write_text(SCRIPT)
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
+    return subprocess.run([sys.executable, "-m", "ailusion", *args], capture_output=True,
+                          text=True, timeout=900, cwd=tmp_path)
 
 
 COMMON = ["generator=folder", "preprocessor.size=16", "model.backend=torch", "progress=false",
@@ -77,9 +34,9 @@ COMMON = ["generator=folder", "preprocessor.size=16", "model.backend=torch", "pr
 
 @pytest.mark.slow
 def test_train_default_generates_then_trains_into_run_dir_train(shapes, tmp_path):
-    flat, held_out = shapes
+    images, held_out = shapes
     run_dir = tmp_path / "run"
-    proc = main_app(tmp_path, *COMMON, f"generator.path={flat}", f"eval_dir={held_out}",
+    proc = main_app(tmp_path, *COMMON, f"generator.path={images}", f"eval_dir={held_out}",
                     f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert (run_dir / "metadata.jsonl").is_file() and (run_dir / "classes.json").is_file()
@@ -93,9 +50,9 @@ def test_train_default_generates_then_trains_into_run_dir_train(shapes, tmp_path
 
 @pytest.mark.slow
 def test_the_objective_goes_back_to_an_optimising_sweeper(shapes, tmp_path):
-    flat, _ = shapes
+    images, _ = shapes
     sweep = tmp_path / "sweep"
-    proc = main_app(tmp_path, "-m", *COMMON, f"generator.path={flat}",
+    proc = main_app(tmp_path, "-m", *COMMON, f"generator.path={images}",
                     "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
                     "hydra.sweeper.direction=maximize", "train.epochs=choice(1,3)",
                     f"hydra.sweep.dir={sweep}")

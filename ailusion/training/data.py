@@ -24,6 +24,7 @@ import numpy as np
 from ..rundir import manifest, records
 from ..rundir.claim import RUN_FILE
 from ..errors import AilusionError
+from ..labels import read_classes
 
 LABELLED_HOW = (
     "make labelled data first: a run with classes=[cat,dog] (or generator=folder over class "
@@ -48,15 +49,6 @@ class DataReader(Protocol):
 
     def batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(x (N, C, H, W) float32, y (N,) int64) for the images at ``positions``, in order."""
-
-
-def read_classes(path: Path) -> list[str] | None:
-    try:
-        from ..labels import read_classes as read
-    except ImportError:  # pragma: no cover - before the labelled runs' module exists
-        file = Path(path) / "classes.json"
-        return json.loads(file.read_text(encoding="utf-8"))["classes"] if file.exists() else None
-    return read(path)
 
 
 class RunDirReader:

@@ -35,7 +35,7 @@ class EvalFolder:
                     f"{key}: {folder} is class {folder.name!r}, which the training data lacks "
                     f"(its classes: {', '.join(classes)})"
                 )
-            files = sorted(f for f in folder.iterdir()
+            files = sorted(f for f in folder.rglob("*")  # nested folders too, as ImageFolder
                            if f.is_file() and f.suffix.lower() in EXTENSIONS)
             if not files:
                 raise AilusionError(f"{key}: {folder} is an empty class folder "
