@@ -298,3 +298,23 @@ def test_planted_links_in_a_run_dir_write_nothing_outside(tmp_path):
     with pytest.raises(records.UnsafePathError, match=r"\.hydra: is a symlink"):
         ailusion.run([*FAST, PROMPTS], run_dir=run_dir, pm=plugin_manager())
     assert os.listdir(outside) == []
+
+
+def test_merge_refuses_arrays_and_numbers_that_would_exhaust_memory(tmp_path):
+    import numpy as np
+
+    shards = make_shards(tmp_path)
+    with open(shards[0] / "predictions.npy", "wb") as f:  # a header declaring 10**11 rows
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (10**11, 10)})
+    with pytest.raises(records.CorruptError, match="predictions.npy: corrupt"):
+        merge(tmp_path / "m1", shards)
+    shards = make_shards(tmp_path / "again")
+    edited = rows(shards[1])
+    edited[-1] = records.seal({**edited[-1], "index": 10**15})
+    (shards[1] / manifest.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in edited))
+    record = json.loads((shards[1] / claim.RUN_FILE).read_text())
+    record["requests_sha256"] = claim.requests_digest([claim.request_of(r) for r in edited])
+    (shards[1] / claim.RUN_FILE).write_text(json.dumps(record))
+    with pytest.raises(AilusionError, match="image 4 is in none of the shards"):
+        merge(tmp_path / "m2", shards)

@@ -71,12 +71,15 @@ RECOVER = records.RECOVER_RUN
 RECOVER_IMAGE = "run that shard again with the same config to make it again, then merge"
 
 
-def _load_array(path: Path, rows: int, mmap: bool):
-    """An array file of a shard with ``rows`` rows (one per image), or :func:`records.corrupt`."""
+def _load_array(path: Path, rows: int):
+    """A float array file of a shard with ``rows`` rows (one per image), mapped (so a header
+    declaring more than the file holds is refused, not allocated), or :func:`records.corrupt`."""
     try:
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise records.corrupt(path, f"not a readable .npy array: {exc}", RECOVER) from None
+    if array.dtype.kind != "f":
+        raise records.corrupt(path, f"holds {array.dtype} values, not floats", RECOVER)
     if array.ndim < 2 or array.shape[0] != rows:
         raise records.corrupt(path, f"shape {array.shape}, expected one row for each of the "
                               f"{rows} images", RECOVER)
@@ -117,10 +120,10 @@ def _check_shards(shards: list[dict]) -> int:
         raise AilusionError(
             f"shard {min(missing)} of {num_shards} is missing: pass the run dir of every shard"
         )
-    total = max(owner, default=0)
-    gaps = sorted(set(range(1, total + 1)) - set(owner))
-    if gaps or not total:
-        raise AilusionError(f"image {gaps[0] if gaps else 1} is in none of the shards")
+    total = len(owner)  # images 1 … total, each once: then none is beyond total
+    if not total or max(owner) != total:
+        first_gap = next(i for i in range(1, total + 2) if i not in owner)
+        raise AilusionError(f"image {first_gap} is in none of the shards")
     return total
 
 
@@ -202,8 +205,8 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
         path = shard["path"]
         by_name = {row["file_name"]: row for row in shard["rows"].values()}
         shard_predicted = {p["file_name"]: p for p in shard["predictions"]["images"]}
-        shard_arrays = _load_array(path / "preprocessed.npy", len(shard["order"]), mmap=True)
-        shard_logits = _load_array(path / "predictions.npy", len(shard["order"]), mmap=False)
+        shard_arrays = _load_array(path / "preprocessed.npy", len(shard["order"]))
+        shard_logits = _load_array(path / "predictions.npy", len(shard["order"]))
         if shard_logits.shape[1] != len(shards[0]["predictions"]["labels"]):
             raise records.corrupt(path / "predictions.npy", f"{shard_logits.shape[1]} logits "
                                   "per image, the labels are "
