@@ -76,7 +76,7 @@ BAD = [(key, value) for key, (lo, hi) in LIMITS.items()
        for value in (lo - 1, hi + 1, [hi, lo] if hi > lo else None, "abc", [1, 2, 3])
        if value is not None]
 BAD += [("seed", -1), ("height", 0), ("width", 2.5), ("num_images_per_prompt", 0),
-        ("supersample", 0), ("supersample", 17), ("elastic_grid", 1), ("fit", "stretch"),
+        ("supersample", 0), ("supersample", 17), ("elastic_grid", 1), ("fit", "squash"),
         ("margin", 0.5), ("fonts", []), ("exclude_fonts", [1]), ("nope", 1)]
 
 
@@ -131,6 +131,14 @@ def test_box_fit_fills_the_frame_inside_the_margin():
         # the larger side spans the 32-pixel inner box, centred
         assert max(x1 - x0, y1 - y0) + 1 in range(29, 34)
         assert abs((x0 + x1) / 2 - 19.5) <= 1.5 and abs((y0 + y1) / 2 - 19.5) <= 1.5
+
+
+def test_stretch_fit_fills_width_and_height_then_applies_the_aspect():
+    for text in ("1", "0"):
+        x0, y0, x1, y1 = ink_box(one(text, height=40, width=40, margin=0.1, fit="stretch"))
+        assert x1 - x0 + 1 in range(29, 34) and y1 - y0 + 1 in range(29, 34)
+    x0, _, x1, _ = ink_box(one("1", height=40, width=40, margin=0.1, fit="stretch", aspect=0.5))
+    assert x1 - x0 + 1 in range(14, 18)
 
 
 def test_mass_fit_centres_the_centre_of_mass():

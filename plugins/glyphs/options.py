@@ -30,7 +30,7 @@ LIMITS = {
     "background": (0.0, 255.0),     # gray level of the frame
 }
 SYMMETRIC = ("rotation", "shear", "translation")
-FITS = ("mass", "box", "none")
+FITS = ("mass", "box", "stretch", "none")
 #: Families whose letters and digits are pictures (their cmaps claim ASCII all the same).
 PICTURE_FONTS = ("D050000L", "*Dingbat*", "*Symbol*", "*Emoji*", "Webdings", "Wingdings*")
 DEFAULTS = {

@@ -104,7 +104,8 @@ def _place(glyph, options, v, font_size, frame_size, shift) -> Image.Image:
     gw, gh = glyph.image.size
     if not glyph.weights.size:  # nothing drawn (a space)
         return Image.new("L", frame_size, 0)
-    m = _linear(v["rotation"], v["shear"], v["aspect"])
+    stretch = options["fit"] == "stretch"  # aspect comes after filling the box, not before
+    m = _linear(v["rotation"], v["shear"], 1.0 if stretch else v["aspect"])
     points = m @ glyph.points  # ink pixel centres, transformed
     low, high = points.min(axis=1) - 0.5, points.max(axis=1) + 0.5  # ± half a pixel
     if options["fit"] == "mass":
@@ -113,14 +114,16 @@ def _place(glyph, options, v, font_size, frame_size, shift) -> Image.Image:
         centre = (low + high) / 2
     inner = np.array([fw, fh]) * (1 - 2 * options["margin"])
     if options["fit"] == "none":  # the font's own size: its em fills the inner box's height
-        k = inner[1] / font_size
+        k = np.full(2, inner[1] / font_size)
+    elif stretch:  # width and height each fill the box, then the aspect narrows or widens it
+        k = inner / np.maximum(high - low, 1e-6) * np.array([v["aspect"], 1.0])
     else:
-        k = float(min(inner / np.maximum(high - low, 1e-6)))
-    k *= v["scale"]
+        k = np.full(2, float(min(inner / np.maximum(high - low, 1e-6))))
+    k = k * v["scale"]
     target = np.array([fw / 2 + v["translation_x"] * fw, fh / 2 + v["translation_y"] * fh])
     det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
     m_inv = np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / det
-    inv = m_inv / k
+    inv = m_inv / k[None, :]  # m⁻¹ · diag(1/kx, 1/ky)
     centre = m_inv @ centre  # in the glyph's own coordinates
     if v["elastic"] <= 0:
         # source = inv · (q - target) + centre
@@ -128,7 +131,7 @@ def _place(glyph, options, v, font_size, frame_size, shift) -> Image.Image:
         data = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
         return glyph.image.transform(frame_size, Image.Transform.AFFINE, data,
                                Image.Resampling.BILINEAR)
-    return _elastic(glyph.ink, inv, target, centre, v["elastic"] * k * max(gw, gh),
+    return _elastic(glyph.ink, inv, target, centre, v["elastic"] * float(k.max()) * max(gw, gh),
                     shift, frame_size)
 
 
