@@ -11,6 +11,14 @@ import threading
 WORKER_NICENESS = 10
 
 
+def cores() -> int:
+    """The cores this process may run on (all of them where the OS cannot say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def yield_to_generation() -> None:
     """Schedule the calling worker thread below the generating thread.
 

@@ -83,3 +83,15 @@ def run_tiny(tmp_path):
         )
 
     return run
+
+
+@pytest.fixture
+def broken_site(tmp_path):
+    """The environment of a process that sees an installed plugin whose module fails to import."""
+    site = tmp_path / "site"
+    dist = site / "ailusion_broken-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ailusion-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ailusion]\nbroken = ailusion_broken\n")
+    (site / "ailusion_broken.py").write_text("import no_such_module_anywhere\n")
+    return {**os.environ, "PYTHONPATH": str(site), "AILUSION_NO_HELP_CACHE": "1"}

@@ -67,17 +67,6 @@ def test_plugins_lists_the_names_each_plugin_registers():
     assert listed["image"]["provides"] == {"preprocessor": ["image"]}
 
 
-@pytest.fixture
-def broken_site(tmp_path):
-    site = tmp_path / "site"
-    dist = site / "ailusion_broken-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ailusion-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[ailusion]\nbroken = ailusion_broken\n")
-    (site / "ailusion_broken.py").write_text("import no_such_module_anywhere\n")
-    return {**os.environ, "PYTHONPATH": str(site), "AILUSION_NO_HELP_CACHE": "1"}
-
-
 @pytest.mark.parametrize("how", ["plugins", "help", "api"])
 def test_a_broken_plugin_is_one_ailusion_warning_line_everywhere(broken_site, how):
     if how == "api":
@@ -107,3 +96,17 @@ def test_ailusion_run_raises_hydras_errors_as_the_clis_one_line_ailusion_error(t
     assert cli.stderr.strip().splitlines()[-1] == f"ailusion: error: {caught.value}"
     assert error_line(caught.value) == str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_leaves_no_empty_outputs_date_folder(tmp_path):
+    cli = subprocess.run([sys.executable, "-m", "ailusion", "generator=tiny", "prompts=[]"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert cli.returncode == 1 and "prompts: no prompts" in cli.stderr
+    assert list(tmp_path.iterdir()) == []
+    api = "import ailusion\ntry: ailusion.run(['generator=tiny', 'prompts=[]'])\nexcept Exception: pass"
+    subprocess.run([sys.executable, "-c", api], cwd=tmp_path, check=True)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "outputs" / "earlier").mkdir(parents=True)  # what was there stays
+    subprocess.run([sys.executable, "-m", "ailusion", "generator=tiny", "prompts=[]"], cwd=tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == \
+        ["outputs", "outputs/earlier"]

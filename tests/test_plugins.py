@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import os
 import re
 import subprocess
 import sys
@@ -427,14 +426,8 @@ def test_a_plugin_that_fails_to_import_gives_one_warning_and_the_rest_works(
     assert result.image_paths[0].is_file()
 
 
-def test_a_broken_plugin_warns_once_per_command(tmp_path):
-    site = tmp_path / "site"
-    dist = site / "ailusion_broken-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ailusion-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[ailusion]\nbroken = ailusion_broken\n")
-    (site / "ailusion_broken.py").write_text("import no_such_module_anywhere\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
+def test_a_broken_plugin_warns_once_per_command(broken_site):
+    env = broken_site
     listing = subprocess.run(
         ["ailusion", "plugins"], capture_output=True, text=True, env=env, check=True
     )

@@ -231,11 +231,19 @@ def discard_if_unused(run_dir: Path, before: frozenset[str] | None = None) -> No
     finally:
         lock.release()
     made_here = before is None or before <= logs  # no dir, or one Hydra made for this job
-    if made_here and run_dir.resolve() != Path.cwd().resolve():
+    if not made_here:
+        return
+    # Then the dir, and the parents left empty (Hydra's outputs/DATE/), up to the working dir.
+    cwd, target = Path.cwd().resolve(), run_dir.resolve()
+    inside = cwd in target.parents
+    while target != cwd:
         try:
-            os.rmdir(run_dir)
-        except OSError:  # something new appeared meanwhile: keep it
-            pass
+            os.rmdir(target)
+        except OSError:  # not empty (something new appeared, or another run's): keep it
+            break
+        if not inside:  # a dir outside the working dir: that dir alone
+            break
+        target = target.parent
 
 
 def _hydra_log_name() -> str | None:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ailusion.images import to_rgb
+from ailusion.threads import cores
 
 from .options import parse_options
 
@@ -36,7 +37,7 @@ class ImagePreprocessor:
         self._mean = _column(options["mean"])
         self._std = _column(options["std"])
         self._pad = self._pad_values(options["pad_color"])
-        workers = options["num_workers"] or _cores()
+        workers = options["num_workers"] or cores()
         self._pool = ThreadPoolExecutor(workers, "ailusion-preprocess") if workers > 1 else None
 
     def settings(self) -> dict:
@@ -151,11 +152,3 @@ class ImagePreprocessor:
 
 def _column(values) -> np.ndarray | None:
     return None if values is None else np.array(values, np.float32).reshape(-1, 1, 1)
-
-
-def _cores() -> int:
-    """The cores this process may run on (all of them where the OS cannot say)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1

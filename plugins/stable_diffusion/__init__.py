@@ -50,6 +50,7 @@ class StableDiffusionGenerator:
             source, local_only = locate_model(c.model, c.revision)
         quiet_libraries()
         device = resolve_device(c.device, c.cpu_offload)
+        threads = generation_threads(c.threads)
         dtype = resolve_dtype(c.dtype, device)
         if c.model == "tiny":
             from ..tiny_sd import ensure_tiny_pipeline
@@ -69,6 +70,8 @@ class StableDiffusionGenerator:
             "height": c.height,
             "width": c.width,
         }
+        if device == "cpu":  # on a GPU the CPU's threads do not touch the images
+            self.info["threads"] = threads
 
     def render(self, requests: Sequence[ImageRequest]):
         """Run the pipeline once for ``requests`` (of one guidance scale); return (N, H, W, 3)
@@ -131,6 +134,20 @@ def _same_guidance(batch: list[ImageRequest], scale) -> list[list[ImageRequest]]
         else:
             groups.append([request])
     return groups
+
+
+def generation_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads for generating: ``threads``, or every core this process may
+    use. Not torch's default, which follows ``OMP_NUM_THREADS`` — and launchers (joblib's loky)
+    lower that per job, which would change the last bits of CPU images between a sharded and an
+    unsharded run."""
+    import torch
+
+    from ailusion.threads import cores
+
+    threads = threads or cores()
+    torch.set_num_threads(threads)
+    return threads
 
 
 @hookimpl(trylast=True)

@@ -25,6 +25,7 @@ class StableDiffusionConfig:
     num_images_per_prompt: int = 1
     batch_size: int = 1
     device: str = "auto"
+    threads: Optional[int] = None
     dtype: str = "auto"
     attention_slicing: bool = False
     vae_tiling: bool = False
@@ -112,6 +113,8 @@ def check_config(config) -> None:
     if not isinstance(device, str) or device.split(":")[0] not in ("auto", "cpu", "cuda", "mps",
                                                                     "xpu"):
         _fail("device", f"must be auto, cpu, cuda, cuda:N, mps or xpu, got {device!r}")
+    if config.threads is not None and (not _is_int(config.threads) or config.threads < 1):
+        _fail("threads", f"must be null (every core) or a positive integer, got {config.threads!r}")
     for key in ("negative_prompt", "revision", "variant"):
         if config[key] is not None and not isinstance(config[key], str):
             _fail(key, f"must be a string or null, got {config[key]!r}")
