@@ -60,11 +60,13 @@ def test_a_value_of_the_wrong_type_fails_naming_the_key(tmp_path, override, key,
 
 def test_the_factory_gets_values_of_the_declared_types():
     pm = get_plugin_manager()
-    node = OmegaConf.create({"plugin": "stable_diffusion", "guidance_scale": 7, "seed": "5"})
-    typed = typed_node(pm, "generator", node)
-    assert typed.guidance_scale == 7.0 and isinstance(typed.guidance_scale, float)
-    assert typed.seed == 5 and typed.plugin == "stable_diffusion"
-    assert typed.height == 512  # a key left out gets the schema's default
+    node = OmegaConf.create({"plugin": "image", "reducing_gap": 3, "grayscale_channels": "3"})
+    typed = typed_node(pm, "preprocessor", node)
+    assert typed.reducing_gap == 3.0 and isinstance(typed.reducing_gap, float)
+    assert typed.grayscale_channels == 3 and typed.plugin == "image"
+    assert typed.size == 224  # a key left out gets the schema's default
+    model = typed_node(pm, "model", OmegaConf.create({"plugin": "flux_cnn", "seed": "5"}))
+    assert model.seed == 5 and model.batch_size == 8
 
 
 def test_every_default_stage_plugin_registers_a_schema():
