@@ -157,7 +157,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
                 consumer.put(request, generated)
                 progress.update(1)
         rows = outputs.finish()
-        claim.finish(run_dir, record, made.hexdigest())
+        claim.finish(run_dir, record, made.hexdigest(), outputs.sha256)
     except BaseException:
         outputs.abort()
         raise

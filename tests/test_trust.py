@@ -132,7 +132,17 @@ def _prompts_file(root, name: str, content: str):
     ailusion.run([*FAST, f"prompts_file={root / name}"], run_dir=root / "job", pm=plugin_manager())
 
 
+def _merge_array_replaced(root, _):
+    import numpy as np
+
+    shards = make_shards(root)
+    arrays = np.load(shards[1] / "preprocessed.npy")
+    np.save(shards[1] / "preprocessed.npy", arrays[::-1])  # same shape, rows swapped
+    merge(root / "merged", shards)
+
+
 SCENARIOS = {
+    "merge-array-replaced": _merge_array_replaced,
     "prompts-seed-range": lambda root, _: _prompts_file(
         root, "p.jsonl", '{"prompt": "a"}\n{"prompt": "b", "seed": 18446744073709551616}\n'),
     "prompts-unknown-key": lambda root, _: _prompts_file(
@@ -307,6 +317,9 @@ def test_merge_refuses_arrays_and_numbers_that_would_exhaust_memory(tmp_path):
     with open(shards[0] / "predictions.npy", "wb") as f:  # a header declaring 10**11 rows
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
                                                  "shape": (10**11, 10)})
+    record = json.loads((shards[0] / claim.RUN_FILE).read_text())  # a careful forger's record
+    record["files_sha256"]["predictions.npy"] = records.sha256_file(shards[0] / "predictions.npy")
+    (shards[0] / claim.RUN_FILE).write_text(json.dumps(record))
     with pytest.raises(records.CorruptError, match="predictions.npy: corrupt"):
         merge(tmp_path / "m1", shards)
     shards = make_shards(tmp_path / "again")

@@ -75,9 +75,12 @@ def requests_digest(requests) -> str:
     return digest.hexdigest()
 
 
-def finish(run_dir: Path, record: dict, requests_sha256: str) -> None:
-    """Record that the run made its images: ``requests_sha256`` joins the record."""
-    files.write_json(Path(run_dir) / RUN_FILE, {**record, "requests_sha256": requests_sha256})
+def finish(run_dir: Path, record: dict, requests_sha256: str,
+           files_sha256: dict[str, str] | None = None) -> None:
+    """Record that the run made its images: ``requests_sha256`` joins the record, and
+    ``files_sha256``, the digests of the arrays it wrote (``ailusion merge`` checks them)."""
+    files.write_json(Path(run_dir) / RUN_FILE, {**record, "requests_sha256": requests_sha256,
+                                                 "files_sha256": files_sha256 or {}})
 
 
 def request_of(row: dict):
@@ -105,6 +108,7 @@ def _comparable(record: dict) -> dict:
     for key in IGNORED_KEYS:
         record["config"].pop(key, None)
     record.pop("requests_sha256", None)  # what a finished run made, not what decides it
+    record.pop("files_sha256", None)
     return record
 
 

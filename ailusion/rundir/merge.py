@@ -62,8 +62,23 @@ def _read_shard(path: Path) -> dict:
     if claim.requests_digest(planned) != record["requests_sha256"]:
         raise AilusionError(f"{path}: its rows are not the images its run planned (a prompt, "
                             f"seed or source in {manifest.MANIFEST} was edited); {RECOVER_IMAGE}")
+    _check_arrays(path, record, bool(rows))
     return {"path": path, "record": record, "config": record["config"], "rows": rows,
             "order": order, "predictions": predictions}
+
+
+def _check_arrays(path: Path, record: dict, has_rows: bool) -> None:
+    """The shard's arrays are the files its run wrote (the sha256 its record keeps)."""
+    recorded = record.get("files_sha256") or {}
+    for name in ("preprocessed.npy", "predictions.npy") if has_rows else ("predictions.npy",):
+        if name not in recorded:
+            raise AilusionError(f"{path}: its record keeps no sha256 of {name} (written by an "
+                                f"older ailusion?); {RECOVER_IMAGE}")
+        found = records.sha256_file(path / name)
+        if found != recorded[name]:
+            raise AilusionError(f"{path}: {name} differs from the file written (sha256 "
+                                f"{(found or 'unreadable')[:12]}…, recorded "
+                                f"{recorded[name][:12]}…); {RECOVER_IMAGE}")
 
 
 #: How to recover a shard whose records or files are damaged.
@@ -248,6 +263,8 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
     files.write_json(out / claim.RUN_FILE, {
         **shards[0]["record"], "config": {**shards[0]["config"], "shard": 0, "num_shards": 1},
         "requests_sha256": claim.requests_digest(requests),
+        "files_sha256": {name: records.sha256_file(out / name)
+                         for name in ("preprocessed.npy", "predictions.npy")},
     })
     hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
     if hydra_config.is_file():

@@ -42,6 +42,7 @@ class Outputs:
         self.rows: dict[int, dict] = {}
         self.order: list[int] = []  # image index of each row of the arrays
         self._array_file = None  # preprocessed.npy, written row by row (see add_batch)
+        self.sha256: dict[str, str] = {}  # of the arrays, once written (the run's record keeps it)
         self._array_tmp = self.run_dir / ".preprocessed.npy.tmp"
         self._manifest = manifest.ManifestWriter(self.run_dir)
         workers = max(2, os.cpu_count() or 2)
@@ -122,7 +123,7 @@ class Outputs:
         if self._array_file is None:
             # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would
             # keep every written page in this process's resident memory until the end.
-            self._array_file = open(self._array_tmp, "xb")  # never through a planted link
+            self._array_file = _Hashing(open(self._array_tmp, "xb"))  # never through a link
             np.lib.format.write_array_header_2_0(self._array_file, {
                 "descr": np.lib.format.dtype_to_descr(arrays.dtype),
                 "fortran_order": False,
@@ -175,9 +176,11 @@ class Outputs:
             except OSError as exc:
                 raise files.write_error(self.run_dir / "preprocessed.npy", exc) from exc
             os.replace(self._array_tmp, self.run_dir / "preprocessed.npy")
+            self.sha256["preprocessed.npy"] = self._array_file.hexdigest()
         encoded = io.BytesIO()
         np.save(encoded, self.logits)
-        files.write_bytes(self.run_dir / "predictions.npy", encoded.getvalue())
+        self.sha256["predictions.npy"] = files.write_bytes(self.run_dir / "predictions.npy",
+                                                           encoded.getvalue())
         sources = [self.rows[i]["file_name"] for i in self.order]
         files.write_json(self.run_dir / "preprocessed_index.json", sources)
         files.write_json(self.run_dir / "predictions.json", {
@@ -227,3 +230,23 @@ def is_black(image) -> bool:
     """True when every band of every pixel of ``image`` is 0. Unlike ``getextrema``, which reads
     every pixel, ``getbbox`` stops at the first row with a pixel that is not."""
     return image.getbbox(alpha_only=False) is None
+
+
+class _Hashing:
+    """A binary file that keeps the sha256 of what is written to it (as it is written, so the
+    array's digest costs no second read)."""
+
+    def __init__(self, file):
+        import hashlib
+
+        self._file, self._sha = file, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._sha.update(data)
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()

@@ -135,6 +135,10 @@ def check_run_record(record: Any, path: Path, recovery: str = RECOVER_RUN) -> di
     for key in ("requests_sha256", "prompts_sha256"):
         if record.get(key) is not None and not _HEX64.fullmatch(str(record[key])):
             raise corrupt(path, f"{key} is not a sha256 digest", recovery)
+    for name, digest in expect(record.get("files_sha256", {}), dict, path, "files_sha256",
+                               recovery).items():
+        if not is_plain_relative(name) or not (isinstance(digest, str) and _HEX64.fullmatch(digest)):
+            raise corrupt(path, f"files_sha256 holds {name!r}: {digest!r}", recovery)
     return record
 
 
