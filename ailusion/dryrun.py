@@ -98,7 +98,7 @@ def describe(overrides: list[str], pm=None) -> dict:
         prompt_chars=sum(map(len, shown)) // max(1, len(shown)),
     )
     whole = Layout(**{**asdict(layout), "images": len(plan), "num_shards": 1})
-    per_prompt = len(plan) // len(prompts) if prompts and len(plan) % len(prompts) == 0 else None
+    per_prompt = getattr(plan, "images_per_prompt", None)
     return {
         "generator": node.get("plugin"),
         "prompts": len(prompts),
@@ -137,11 +137,12 @@ def print_plan(plan: dict, out=sys.stdout) -> None:
     """The plan as a person reads it."""
     lines = [f"generator     {plan['generator']}"]
     per = plan["images_per_prompt"]
-    lines.append(f"prompts       {plan['prompts']:,}" + (f", {per:,} images each" if per else ""))
+    if per:
+        lines.append(f"prompts       {plan['prompts']:,}, {per:,} image{'s' * (per > 1)} each")
     lines.append(f"images        {plan['images']:,}")
     if plan["classes"] is not None:
         counts = list(plan["classes"].items())
-        shown = ", ".join(f"{name} {count:,}" for name, count in counts[:10])
+        shown = ", ".join(f"{name}: {count:,}" for name, count in counts[:10])
         more = f", … {len(counts) - 10:,} more" if len(counts) > 10 else ""
         lines.append(f"classes       {len(counts):,}: {shown}{more}")
     if plan["num_shards"] > 1:

@@ -33,12 +33,15 @@ class Plan(Sequence):
             otherwise the prompts' is used.
         inputs: JSON-able values that decide the requests beside the config and the prompts
             (the files a folder holds), so a changed input is never resumed as the old run.
+        images_per_prompt: how many images each prompt makes, when each makes the same number
+            (``ailusion plan`` reports it).
     """
 
     def __init__(self, count: int, request: Callable[[int], ImageRequest], *,
                  classes: list[str] | None = None, inputs: Any = None,
-                 indices: range | None = None):
+                 indices: range | None = None, images_per_prompt: int | None = None):
         self.request, self.classes, self.inputs = request, classes, inputs
+        self.images_per_prompt = images_per_prompt
         self.count = count
         self.indices = range(1, count + 1) if indices is None else indices
 
@@ -48,7 +51,7 @@ class Plan(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return Plan(self.count, self.request, classes=self.classes, inputs=self.inputs,
-                        indices=self.indices[i])
+                        indices=self.indices[i], images_per_prompt=self.images_per_prompt)
         return self.request(self.indices[i])
 
     def __contains__(self, request) -> bool:
@@ -74,7 +77,7 @@ def per_prompt(prompts: Sequence[Prompt], images_per_prompt: int, seed: int = 0,
         return ImageRequest(index, prompt.text, negative, own, None, prompt.label,
                             prompt.label_id)
 
-    return Plan(len(prompts) * images_per_prompt, request)
+    return Plan(len(prompts) * images_per_prompt, request, images_per_prompt=images_per_prompt)
 
 
 def batches(requests: Iterable[ImageRequest], size: int) -> Iterator[list[ImageRequest]]:

@@ -50,7 +50,9 @@ print(json.dumps({"startup": first["t"] - started, "images": result.summary["wri
 
 
 def measure(overrides: list[str], run_dir: Path) -> dict:
-    args = ["generator=tiny", "progress=false", "model.backend=torch", *overrides]
+    args = ["generator=tiny", "generator.height=32", "generator.width=32",
+            "generator.num_inference_steps=1", "preprocessor.size=32", "progress=false",
+            "model.backend=torch", *overrides]
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(run_dir),
                            repr(time.time())],
                           capture_output=True, text=True, check=False)

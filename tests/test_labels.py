@@ -212,3 +212,13 @@ def test_the_documented_shell_quoting_keeps_spaces_and_commas(argument, prompt):
 
     config = compose_config(["generator=tiny", "prompts=[a red cube]", *shlex.split(argument)])
     assert [p.text for p in load_prompts(config)] == [prompt]
+
+
+def test_a_labelled_run_loads_with_datasets_label_and_prediction_apart(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    run_fast(tmp_path / "run", "classes=[cat,dog]", "generator.num_images_per_prompt=2")
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(tmp_path / "run"), split="train",
+                                   cache_dir=str(tmp_path / "cache"))
+    assert loaded["label"] == ["cat", "cat", "dog", "dog"]
+    assert loaded["label_id"] == [0, 0, 1, 1]
+    assert all(isinstance(p, str) for p in loaded["prediction"])

@@ -134,7 +134,7 @@ def test_ailusion_plan_cli_prints_a_table_and_errors_in_one_line(tmp_path):
                          "classes=[cat,dog,owl]", "generator.num_images_per_prompt=4"],
                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "images        12" in ok.stdout and "cat 4, dog 4, owl 4" in ok.stdout
+    assert "images        12" in ok.stdout and "cat: 4, dog: 4, owl: 4" in ok.stdout
     assert "imagefolder" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "ailusion", "plan", "generator=tiny",
                           "classes=[cat,cat]"], capture_output=True, text=True, timeout=300)
