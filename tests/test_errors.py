@@ -257,6 +257,35 @@ API_SCENARIOS = {
 API_SCENARIOS.update(TRUST_SCENARIOS)
 
 
+def _class_folders(run_dir, stray: bool):
+    """``images/cat/a.png`` and an empty ``images/owl/``, or a stray ``images/b.png``."""
+    from PIL import Image
+
+    root = run_dir.parent / "images"
+    (root / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "cat" / "a.png")
+    if stray:
+        Image.new("RGB", (8, 8)).save(root / "b.png")
+    else:
+        (root / "owl").mkdir()
+    fast = [o for o in FAST if not o.startswith("generator")]
+    ailusion.run([*fast, "generator=folder", f"generator.path={root}"], run_dir=run_dir,
+                 pm=plugin_manager())
+
+
+def _unlabelled_row(run_dir):
+    path = run_dir.parent / "p.csv"
+    path.write_text("prompt,label\na cat,cat\na dog,\n")
+    ailusion.run([*FAST, f"prompts_file={path}"], run_dir=run_dir, pm=plugin_manager())
+
+
+API_SCENARIOS.update({
+    "folder-empty-class": lambda run_dir, _: _class_folders(run_dir, stray=False),
+    "folder-images-and-classes": lambda run_dir, _: _class_folders(run_dir, stray=True),
+    "prompts-label-missing": lambda run_dir, _: _unlabelled_row(run_dir),
+})
+
+
 def test_every_row_has_a_test():
     assert ROWS, f"no rows found in {DOC}"
     assert sorted(API_ROWS) == sorted(API_SCENARIOS)
