@@ -37,6 +37,13 @@ def register_models():
     :class:`ailusion.stages.Model`. All results are collected (not firstresult)."""
 
 
+@hookspec
+def register_writers():
+    """Return ``{name: factory}``; ``output.format=NAME`` picks one and ``factory(config.output,
+    context)`` gives an :class:`ailusion.rundir.writers.Writer` (a shard format subclasses
+    :class:`ailusion.rundir.shards.ShardWriter`). All results are collected (not firstresult)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Configs
 # ---------------------------------------------------------------------------------------------

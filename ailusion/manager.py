@@ -134,7 +134,8 @@ def _provides(plugin, callers) -> dict[str, list[str]]:
 
 
 def registry(pm: pluggy.PluginManager, stage: str) -> dict[str, Callable]:
-    """Return ``{name: factory}`` for ``stage`` ("generator", "preprocessor" or "model").
+    """Return ``{name: factory}`` for ``stage`` ("generator", "preprocessor", "model" or
+    "writer").
 
     Results come in pluggy's call order (later-registered and ``tryfirst`` plugins first, the
     default plugins, which are ``trylast``, at the end); the first plugin to claim a name wins.
@@ -147,13 +148,15 @@ def registry(pm: pluggy.PluginManager, stage: str) -> dict[str, Callable]:
     return found
 
 
-def resolve(pm: pluggy.PluginManager, stage: str, name: str | None) -> Callable:
-    """Return the factory registered as ``name`` for ``stage``, or fail naming the known ones."""
+def resolve(pm: pluggy.PluginManager, stage: str, name: str | None, key: str | None = None,
+            what: str | None = None) -> Callable:
+    """Return the factory registered as ``name`` for ``stage`` ("generator", …, or "writer"), or
+    fail naming the config ``key`` (``STAGE.plugin``) and the known names."""
     factories = registry(pm, stage)
     if name not in factories:
         known = ", ".join(sorted(factories)) or "none"
+        what = what or f"{stage} plugin"
         raise ConfigError(
-            f"{stage}.plugin",
-            f"no {stage} plugin named {name!r} is installed (installed: {known})",
+            key or f"{stage}.plugin", f"no {what} named {name!r} is installed (installed: {known})"
         )
     return factories[name]

@@ -20,7 +20,7 @@ from .devices import setup_job_devices
 from .errors import AilusionError, ConfigError
 from .manager import get_plugin_manager, resolve
 from .prompts import load_prompts
-from .rundir import claim, manifest
+from .rundir import claim, shards, writers
 from .rundir.outputs import Outputs
 from .stages import StageContext, check_info
 from .streaming import Consumer
@@ -67,6 +67,7 @@ def check_config(config: DictConfig) -> None:
     for key, known in (("png_strategy", png.PNG_STRATEGIES), ("png_encoder", png.ENCODERS)):
         if config[key] not in known:
             raise ConfigError(key, f"must be one of {', '.join(known)}, got {config[key]!r}")
+    writers.check_output(config.get("output"))
     _batch_size(config)
 
 
@@ -97,44 +98,65 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         check_config(config)
         context = StageContext(config=config, run_dir=run_dir, job_num=job_num)
         stages = build_stages(config, context, pm)
+        writer = writers.build_writer(config, context, pm)
 
-        # 2. Plan the images (lazily: nothing is listed), keep this shard's, then hold the run
+        # 2. Plan the images (lazily: nothing is listed), keep this job's (whole output shards of
+        #    a shard format, every num_shards-th image of the imagefolder one), then hold the run
         #    dir while writing it
         prompts = load_prompts(config)
         plan = stages[0].plan(prompts)
         classes = planning.run_classes(prompts, plan)
-        requests = shard_requests(plan, config.shard, config.num_shards)
+        if isinstance(writer, shards.ShardWriter):
+            shard_requests([], config.shard, config.num_shards)  # checks the two
+            requests = shards.job_requests(plan, config.shard, config.num_shards,
+                                           writer.shard_size)
+        else:
+            requests = shard_requests(plan, config.shard, config.num_shards)
         record = claim.fingerprint(config, planning.digest(prompts, plan))
         with claim.claim(run_dir, record):
-            return _run(config, run_dir, pm, stages, requests, record, started, classes)
+            return _run(config, run_dir, pm, stages + (writer,), requests, record, started,
+                        classes, len(plan))
     except BaseException:
         claim.discard_if_unused(run_dir, before)
         raise
 
 
 def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
-         classes: list[str] | None) -> RunResult:
-    generator, preprocessor, model = stages
+         classes: list[str] | None, planned: int) -> RunResult:
+    generator, preprocessor, model, writer = stages
     plugin, ids = config.generator.plugin, labels.class_ids(classes)
 
-    # 3. Find the images a previous run completed; load the models, the model first so juliacall
-    #    can load before torch; only then write (a failure so far leaves the dir as it was)
-    done = manifest.complete_rows(run_dir, requests)
+    # 3. Find what a previous run completed; load the models, the model first so juliacall can
+    #    load before torch; only then write (a failure so far leaves the dir as it was)
     model.setup(preprocessor.output_shape)
+    info = writers.RunInfo(
+        format=config.output.format, shard_size=config.output.shard_size, planned=planned,
+        preprocessing=preprocessor.settings(), preprocessed_shape=preprocessor.output_shape,
+        preprocessed_dtype=str(np.dtype(getattr(preprocessor, "dtype", "float32"))),
+        labels=list(model.labels),
+    )
+    done, kept = writer.complete(requests)
+    job = requests  # this job's images, made now or by a previous run
+    if kept:  # whole shards a previous run completed: not made, not even passed on
+        requests = planning.Remaining(requests, kept)
     todo = planning.Remaining(requests, done)
     if len(todo):
         generator.setup()
-    claim.start(run_dir, record, done)
+    claim.start(run_dir, record)
+    writer.start(requests, info, done)
     if classes is not None:
         labels.write_classes(run_dir, classes)
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
-    outputs = Outputs(run_dir, len(requests), preprocessor, model, config.png_compress_level,
-                      config.png_strategy, png.resolve(config.png_encoder), ids)
+    outputs = Outputs(run_dir, len(requests), preprocessor, model, writer, ids)
     if hasattr(model, "save"):
         outputs.write(model.save, run_dir)
-    consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config))
+    group = None
+    if isinstance(writer, shards.ShardWriter):
+        group = lambda index: shards.shard_of(index, writer.shard_size)  # noqa: E731
+    consumer = Consumer(outputs, preprocessor, model, pm, done, batch_size=_batch_size(config),
+                        group=group)
     progress, made = _progress(config, len(requests)), claim.RequestsDigest()
     try:
         with consumer:
@@ -157,7 +179,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
                 consumer.put(request, generated)
                 progress.update(1)
         rows = outputs.finish()
-        claim.finish(run_dir, record, made.hexdigest(), outputs.sha256)
+        claim.finish(run_dir, record, claim.requests_digest(job) if kept else made.hexdigest(),
+                     outputs.sha256)
     except BaseException:
         outputs.abort()
         raise
@@ -168,7 +191,7 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
     rows = [rows[r.index] for r in requests]
     summary = {
         "written": len(requests) - len(done),
-        "skipped": len(done),
+        "skipped": len(done) + len(kept),
         "flagged": sum(1 for row in rows if row.get("flagged")),
         "seconds": round(time.perf_counter() - started, 3),
         "run_dir": str(run_dir),
@@ -176,8 +199,9 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
     pm.hook.run_end(config=config, run_dir=run_dir, summary=summary)
     return RunResult(
         run_dir=run_dir,
-        image_paths=[run_dir / row["file_name"] for row in rows],
-        preprocessed_paths=[run_dir / row["preprocessed_file_name"] for row in rows],
+        image_paths=[run_dir / row["file_name"] for row in rows if "file_name" in row],
+        preprocessed_paths=[run_dir / row["preprocessed_file_name"] for row in rows
+                            if "preprocessed_file_name" in row],
         predictions=outputs.logits,
         labels=list(model.labels),
         summary=summary,

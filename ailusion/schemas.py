@@ -30,6 +30,7 @@ class AilusionConfig:
     generator: Any = MISSING
     preprocessor: Any = MISSING
     model: Any = MISSING
+    output: Any = MISSING  # checked by ailusion.rundir.writers and the writer
     prompts: List[str] = field(default_factory=list)
     prompts_file: Optional[str] = None
     prompt_template: str = "{prompt}"

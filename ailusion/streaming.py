@@ -26,9 +26,13 @@ _STOP = object()
 class Consumer:
     """Runs preprocessing and the forward pass on batches, on its own thread."""
 
-    def __init__(self, outputs: Outputs, preprocessor, model, pm, done: dict, batch_size: int):
+    def __init__(self, outputs: Outputs, preprocessor, model, pm, done: dict, batch_size: int,
+                 group=None):
         self.outputs, self.preprocessor, self.model = outputs, preprocessor, model
         self.done, self.batch_size = done, batch_size
+        # A batch never spans two groups (output shards): a shard's images are then batched alike
+        # whichever shards a run makes, and a resumed or sharded run computes the same logits.
+        self.group = group or (lambda index: 0)
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=2 * batch_size)
         self._thread = threading.Thread(target=self._run, name="ailusion-consumer", daemon=True)
@@ -82,6 +86,10 @@ class Consumer:
                     item = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     continue
+                if batch and item is not _STOP and (
+                        self.group(item[0].index) != self.group(batch[0][0].index)):
+                    self._process(batch)
+                    batch = []
                 if item is not _STOP:
                     batch.append(item)
                     if item[1] is not None:  # a generated image: its PNG can be written now

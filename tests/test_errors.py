@@ -235,9 +235,34 @@ TRAIN_SCENARIOS = {
     "train-nan-at-once": _nan_at_once,
     "train-other-config": lambda run_dir, _: _other_training_config(run_dir),
 }
+def _different_format(run_dir):
+    ailusion.run([*FAST, "prompts=[a,b]"], run_dir=run_dir, pm=plugin_manager())
+    ailusion.run([*FAST, "prompts=[a,b]", "output.format=webdataset"], run_dir=run_dir,
+                 pm=plugin_manager())
+
+
+def _job(run_dir, fmt, *overrides):
+    ailusion.run([*FAST, "prompts=[a,b,c,d,e]", f"output.format={fmt}", "output.shard_size=2",
+                  *overrides], run_dir=run_dir, pm=plugin_manager())
+    return run_dir
+
+
+def _merge_different_formats(run_dir):
+    from ailusion.rundir.merge import merge
+
+    merge(run_dir / "out", [_job(run_dir / "a", "webdataset"), _job(run_dir / "b", "imagefolder")])
+
+
+def _merge_missing_shard(run_dir):
+    from ailusion.rundir.merge import merge
+
+    merge(run_dir / "out", [_job(run_dir / "a", "webdataset", "shard=0", "num_shards=2")])
 
 
 API_SCENARIOS = {
+    "different-format": lambda run_dir, _: _different_format(run_dir),
+    "merge-different-formats": lambda run_dir, _: _merge_different_formats(run_dir),
+    "merge-missing-shard": lambda run_dir, _: _merge_missing_shard(run_dir),
     "digits-dir-not-empty": lambda run_dir, _: _digits_into_full_dir(run_dir),
     "digits-needs-sklearn": _digits_without_sklearn,
     "model-forward-raises": lambda run_dir, _: ailusion.run(

@@ -44,7 +44,9 @@ def test_manifest_row_records_how_each_image_was_made(tiny_run):
     assert isinstance(row["scheduler"], str) and row["scheduler"]
     assert (row["num_inference_steps"], row["guidance_scale"]) == (1, 7.5)
     assert (row["height"], row["width"]) == (32, 32)
-    assert row["preprocessing"]["size"] in (16, [16, 16])
+    assert "preprocessing" not in row  # the same for every image: once, in info.json
+    info = json.loads((tiny_run.run_dir / "info.json").read_text())
+    assert info["preprocessing"]["size"] in (16, [16, 16])
     probabilities = np.exp(row["logits"]) / np.exp(row["logits"]).sum()
     assert row["prediction"] == tiny_run.labels[int(np.argmax(row["logits"]))]
     assert "label" not in row and "label_id" not in row  # unlabelled: nothing about labels

@@ -194,6 +194,19 @@ def test_hook_register_models_unknown_name_fails_listing_the_installed_ones():
         resolve(get_plugin_manager(), "model", "nope")
 
 
+def test_hook_register_writers_adds_a_format_that_writes_the_run(tmp_path):
+    from fake_plugins import FAST, plugin_manager
+    from test_shards import LinesPlugin
+
+    pm = plugin_manager()
+    pm.register(LinesPlugin(), name="lines")
+    ailusion.run([*FAST, "prompts=[a,b,c]", "output.format=lines",
+                  "output.shard_size=2"], run_dir=tmp_path / "run", pm=pm)
+    lines = (tmp_path / "run" / "00000.jsonl").read_text().splitlines()
+    assert [json.loads(line)["prompt"] for line in lines] == ["a", "b"]
+    assert (tmp_path / "run" / "00001_stats.json").is_file()
+
+
 def test_hook_run_start_gets_the_run_dir_and_every_planned_image(third_party_run):
     plugin, result = third_party_run
     assert plugin.calls[0] == ("run_start", result.run_dir, [1, 2, 3])
@@ -496,8 +509,8 @@ def test_the_example_plugin_runs_a_pipeline_with_its_config_option(tmp_path):
     batch = np.load(tmp_path / "preprocessed.npy")
     assert batch.shape == (1, 1, 48, 48) and 0 <= batch.min() and batch.max() <= 1
     assert result.predictions.shape == (1, 10)
-    row = json.loads((tmp_path / "metadata.jsonl").read_text().splitlines()[0])
-    assert row["preprocessing"] == {"edges": True, "size": 48}
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["preprocessing"] == {"edges": True, "size": 48}
     listed = {p.name: p for p in get_plugins(get_plugin_manager())}
     assert listed["edges"].distribution == "ailusion-example-plugin"
     assert listed["edges"].hooks == (

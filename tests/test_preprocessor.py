@@ -266,11 +266,9 @@ def test_pipeline_writes_what_a_non_default_preprocessor_makes(run_tiny):
     assert arrays.shape == (3, 1, 96, 128) and arrays.dtype == np.float32
     # The tiny generator's 64×64 images are square: letterboxed into 96×128 with 16-pixel bands.
     assert (arrays[:, :, :, :16] == np.float32(128) / 255).all()
-    manifest = (result.run_dir / "metadata.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in manifest]
-    assert [row["preprocessing"]["size"] for row in rows] == [[96, 128]] * 3
-    assert {row["preprocessing"]["mode"] for row in rows} == {"letterbox"}
-    assert all(row["preprocessing"]["grayscale"] for row in rows)
+    settings = json.loads((result.run_dir / "info.json").read_text())["preprocessing"]
+    assert settings["size"] == [96, 128] and settings["mode"] == "letterbox"
+    assert settings["grayscale"] is True
     index = json.loads((result.run_dir / "preprocessed_index.json").read_text())
     assert index == [f"generated_image_{i}.png" for i in (1, 2, 3)]
     with Image.open(result.preprocessed_paths[0]) as view:

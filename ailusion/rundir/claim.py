@@ -143,14 +143,13 @@ def claim(run_dir: Path, record: dict) -> Iterator[None]:
         lock.release()
 
 
-def start(run_dir: Path, record: dict, rows: dict[int, dict]) -> None:
-    """Begin writing: drop a killed run's temporary files, keep its complete ``rows``."""
+def start(run_dir: Path, record: dict) -> None:
+    """Begin writing: drop a killed run's temporary files, record the run's config."""
     for entry in Path(run_dir).iterdir():
         if files.is_temporary(entry.name) and (entry.is_symlink() or entry.is_file()):
             entry.unlink(missing_ok=True)
     with files.atomic_path(Path(run_dir) / RUN_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    manifest.write_manifest(run_dir, rows)
 
 
 def _check_same_run(run_dir: Path, record: dict) -> None:

@@ -70,6 +70,13 @@ def write_error(path: Path, exc: OSError) -> AilusionError:
     return AilusionError(f"{path}: cannot write: {exc.strerror or exc}")
 
 
+#: Manifest fields written into a generated image's PNG text chunks (what made the image).
+PNG_TEXT_KEYS = (
+    "prompt", "negative_prompt", "seed", "model", "scheduler", "num_inference_steps",
+    "guidance_scale", "height", "width", "label",
+)
+
+
 def save_png(image, path: Path, compress_level: int = 6, text: dict[str, Any] | None = None,
              strategy: str = "rle", encoder: str = "pillow") -> str:
     """Write ``image`` as a PNG atomically, with ``text`` as PNG text chunks, encoded in memory

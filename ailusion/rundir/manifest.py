@@ -20,12 +20,20 @@ from .files import json_safe, write_bytes, write_error
 MANIFEST = "metadata.jsonl"
 
 
-def generated_name(index: int) -> str:
-    return f"generated_image_{index}.png"
+#: Images per subdir of a big run (two files each): a dir of at most a thousand files.
+SUBDIR_IMAGES = 500
 
 
-def preprocessed_name(index: int) -> str:
-    return f"preprocessed_image_{index}.png"
+def generated_name(index: int, subdirs: bool = False) -> str:
+    return f"{_subdir(index, subdirs)}generated_image_{index}.png"
+
+
+def preprocessed_name(index: int, subdirs: bool = False) -> str:
+    return f"{_subdir(index, subdirs)}preprocessed_image_{index}.png"
+
+
+def _subdir(index: int, subdirs: bool) -> str:
+    return f"{(index - 1) // SUBDIR_IMAGES:05d}/" if subdirs else ""
 
 
 def dumps_row(row: dict) -> str:

@@ -1,5 +1,7 @@
 """``ailusion merge OUT_DIR SHARD_DIR…``: join the run dirs of shards into one dataset dir.
 
+This module merges the ``imagefolder`` format; :mod:`.joins` the shard formats.
+
 The shards of one run (``-m shard=0,1,2,3 num_shards=4``) each hold every ``num_shards``-th image,
 numbered as in the whole run. Merging checks that together they hold each image exactly once,
 then links (or copies) their files into ``OUT_DIR`` and rebuilds ``metadata.jsonl``,
@@ -21,7 +23,7 @@ from omegaconf import OmegaConf
 
 from .. import signals
 from ..errors import AilusionError
-from . import claim, files, manifest, records
+from . import claim, files, joins, manifest, records
 from .sheets import write_contact_sheet
 
 #: What a finished run dir holds beside its images (the record of its config comes first).
@@ -163,8 +165,19 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
             raise AilusionError(f"{path}: given twice")
     if not paths:
         raise AilusionError("no shard dirs to merge")
-    shards = [_read_shard(path) for path in paths]
-    total = _check_shards(shards)
+    formats = [joins.output_format(path) for path in paths]
+    for path, fmt in zip(paths, formats):
+        if fmt != formats[0]:
+            raise AilusionError(f"{path} holds the {fmt} format but {paths[0]} the {formats[0]} "
+                                "one: merge run dirs of one output format")
+    if formats[0] == "imagefolder":
+        shards = [_read_shard(path) for path in paths]
+        total = _check_shards(shards)
+        write = lambda tmp: _write(tmp, shards, total)  # noqa: E731
+    else:
+        parts = [joins.read(path) for path in paths]
+        joins.check(parts)
+        write = lambda tmp: joins.write(tmp, out_dir, parts)  # noqa: E731
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_merges(out_dir.parent)
@@ -172,7 +185,7 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
     held = _hold(tmp)  # while this merge runs, no other one takes the dir for a stale one
     try:
         os.chmod(tmp, 0o777 & ~files._UMASK)  # mkdtemp makes it private; a dataset is not
-        _write(tmp, shards, total)
+        write(tmp)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(tmp, out_dir)
@@ -317,6 +330,8 @@ def merge_command(argv: list[str]) -> int:
         print(f"ailusion merge: error: {exc.filename or args.out_dir}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
-    count = len(manifest.read_manifest(out))
+    stats = out / joins.STATS
+    count = (records.read_json(stats)["count"] if stats.is_file()
+             else len(manifest.read_manifest(out)))
     print(f"ailusion merge: {count} images from {len(args.shard_dirs)} shards → {out}")
     return 0

@@ -59,9 +59,9 @@ class ContactSheets:
     """
 
     def __init__(self, run_dir: Path, total: int, save, per_sheet: int = PER_SHEET,
-                 max_sheets: int = MAX_SHEETS):
+                 max_sheets: int = MAX_SHEETS, names: list[str] | None = None):
         self.run_dir, self.save, self.per_sheet = Path(run_dir), save, per_sheet
-        self.names = contact_sheet_names(total, per_sheet, max_sheets)
+        self.names = names or contact_sheet_names(total, per_sheet, max_sheets)
         self.shown = min(total, per_sheet * len(self.names))
         self.left_out = total - self.shown
         self.count = 0

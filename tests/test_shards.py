@@ -1,0 +1,209 @@
+"""Shard formats at work: resume after kill -9, jobs by shard, merge, a third party's writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_plugins import FAST, plugin_manager
+
+import ailusion
+from ailusion import hookimpl
+from ailusion.rundir import shards
+from ailusion.rundir.merge import merge
+from ailusion.rundir.shards import ShardWriter
+
+TESTS = Path(__file__).parent
+PROMPTS = "prompts=[" + ",".join(f"p{i}" for i in range(7)) + ",black]"  # 8 images, one flagged
+SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
+
+
+def overrides(fmt, *more):
+    return [*FAST, PROMPTS, "model.batch_size=2", f"output.format={fmt}", "output.shard_size=3",
+            *more]
+
+
+def run(run_dir, fmt, *more, pm=None):
+    return ailusion.run(overrides(fmt, *more), run_dir=run_dir, pm=pm or plugin_manager())
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run dir, but Hydra's, the lock, and the seconds in the shards' stats."""
+    out = {}
+    for path in sorted(run_dir.rglob("*")):
+        name = str(path.relative_to(run_dir))
+        if not path.is_file() or ".hydra" in path.parts or path.name == ".ailusion.lock":
+            continue
+        data = path.read_bytes()
+        if path.name.endswith("_stats.json"):
+            stats = json.loads(data)
+            assert stats.pop("seconds") >= 0
+            data = json.dumps(stats).encode()
+        out[name] = data
+    return out
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from fake_plugins import plugin_manager
+import ailusion
+from ailusion import hookimpl
+from ailusion.rundir import files
+
+class Killer:
+    @hookimpl
+    def image_written(self, record, run_dir):
+        if {at!r} == record["index"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+real = files.write_json
+def write_json(path, value):
+    if path.name == {at!r}:  # between a shard's rename and its stats
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, value)
+files.write_json = write_json
+
+pm = plugin_manager()
+pm.register(Killer())
+ailusion.run({overrides!r}, run_dir={run_dir!r}, pm=pm)
+"""
+
+
+def kill_at(run_dir: Path, fmt: str, at) -> None:
+    """Run in a child process and SIGKILL it once image ``at`` is written, or just before it
+    writes the file named ``at``."""
+    script = KILLER.format(tests=str(TESTS), at=at, overrides=overrides(fmt), run_dir=str(run_dir))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    for fmt in SUFFIX:
+        run(root / fmt, fmt)
+    return root
+
+
+@pytest.mark.parametrize("fmt", sorted(SUFFIX))
+@pytest.mark.parametrize("at, kept", [
+    (6, 6),  # at a shard boundary: shards 00000 and 00001 complete
+    (5, 3),  # mid-shard: 00001 open, with two of its three images in its temporary file
+    ("00001_stats.json", 3),  # between renaming 00001 into place and writing its stats
+])
+def test_killed_run_resumes_byte_identical(fmt, at, kept, tmp_path, references):
+    run_dir = tmp_path / "run"
+    kill_at(run_dir, fmt, at)
+    complete_before = {n: (run_dir / shards.shard_name(n, SUFFIX[fmt])).stat().st_mtime_ns
+                       for n in range(kept // 3)}
+    result = run(run_dir, fmt)
+    assert (result.summary["skipped"], result.summary["written"]) == (kept, 8 - kept)
+    for n, mtime in complete_before.items():  # a complete shard is never written again
+        assert (run_dir / shards.shard_name(n, SUFFIX[fmt])).stat().st_mtime_ns == mtime
+    got, want = snapshot(run_dir), snapshot(references / fmt)
+    assert sorted(got) == sorted(want)
+    assert [name for name in want if got[name] != want[name]] == []
+
+
+def test_a_rerun_of_a_complete_run_writes_nothing(tmp_path):
+    run(tmp_path / "run", "webdataset")
+    before = snapshot(tmp_path / "run")
+    again = run(tmp_path / "run", "webdataset")
+    assert (again.summary["written"], again.summary["skipped"]) == (0, 8)
+    assert snapshot(tmp_path / "run") == before
+
+
+def test_a_shard_that_lost_its_file_is_written_again(tmp_path, references):
+    run(tmp_path / "run", "parquet")
+    (tmp_path / "run" / "00001.parquet").write_bytes(b"truncated")
+    again = run(tmp_path / "run", "parquet")
+    assert (again.summary["written"], again.summary["skipped"]) == (3, 5)
+    assert snapshot(tmp_path / "run") == snapshot(references / "parquet")
+
+
+@pytest.mark.parametrize("fmt", sorted(SUFFIX))
+def test_two_jobs_write_disjoint_whole_shards_that_merge_into_the_run(fmt, tmp_path, references):
+    jobs = [tmp_path / f"job{k}" for k in range(2)]
+    for k, job in enumerate(jobs):
+        run(job, fmt, f"shard={k}", "num_shards=2")
+    suffix = SUFFIX[fmt]
+    names = [sorted(p.name for p in job.glob("*" + suffix)) for job in jobs]
+    assert names == [["00000" + suffix, "00002" + suffix], ["00001" + suffix]]
+    for job, shard_names in zip(jobs, names):
+        for name in shard_names:  # each job's shards are the unsharded run's, byte for byte
+            assert (job / name).read_bytes() == (references / fmt / name).read_bytes()
+
+    merged = merge(tmp_path / "merged", jobs)
+    for name in ("00000", "00001", "00002"):
+        target = merged / (name + suffix)
+        assert os.stat(target).st_ino == os.stat(next(j for j in jobs if (j / target.name).exists())
+                                                 / target.name).st_ino  # linked, not copied
+    index = json.loads((merged / "shards.json").read_text())
+    assert [s["shard"] for s in index["shards"]] == [f"0000{n}{suffix}" for n in range(3)]
+    assert [s["source"] for s in index["shards"]] == [
+        f"../job0/00000{suffix}", f"../job1/00001{suffix}", f"../job0/00002{suffix}"]
+    stats = json.loads((merged / "_stats.json").read_text())
+    assert (stats["shards"], stats["count"], stats["flagged"]) == (3, 8, 1)
+    assert json.loads((merged / "info.json").read_text())["planned"] == 8
+
+
+def test_merge_refuses_a_shard_twice(tmp_path):
+    run(tmp_path / "a", "webdataset", "shard=0", "num_shards=2")
+    run(tmp_path / "b", "webdataset", "shard=0", "num_shards=2")
+    with pytest.raises(ailusion.errors.AilusionError, match="shard 00000 is in both"):
+        merge(tmp_path / "out", [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_a_shard_whose_file_is_not_what_its_stats_say(tmp_path):
+    for k in range(2):
+        run(tmp_path / f"job{k}", "webdataset", f"shard={k}", "num_shards=2")
+    (tmp_path / "job1" / "00001.tar").write_bytes(b"short")
+    with pytest.raises(ailusion.errors.AilusionError, match="00001.tar: missing or not the size"):
+        merge(tmp_path / "out", [tmp_path / "job0", tmp_path / "job1"])
+
+
+# --- a third party's format ------------------------------------------------------------------
+
+
+class LinesWriter(ShardWriter):
+    """Format ``lines``: a shard is a text file, one JSON line per image."""
+
+    suffix = ".jsonl"
+
+    def names(self, index):
+        return {}
+
+    def open_shard(self, path, info):
+        self._file = open(path, "w", encoding="utf-8")
+
+    def write_sample(self, sample):
+        self._file.write(json.dumps({"index": sample.index, "png_bytes": len(sample.encoded["png"]),
+                                     "prompt": sample.row["prompt"]}) + "\n")
+
+    def close_shard(self):
+        self._file.close()
+
+
+class LinesPlugin:
+    @hookimpl
+    def register_writers(self):
+        return {"lines": LinesWriter}
+
+
+def test_a_third_party_writer_registers_and_runs(tmp_path):
+    pm = plugin_manager()
+    pm.register(LinesPlugin(), name="lines-plugin")
+    result = run(tmp_path / "run", "lines", pm=pm)
+    assert result.summary["written"] == 8
+    shard = [json.loads(line) for line in (tmp_path / "run" / "00002.jsonl").read_text().splitlines()]
+    assert [(row["index"], row["prompt"]) for row in shard] == [(7, "p6"), (8, "black")]
+    assert all(row["png_bytes"] > 100 for row in shard)
+    assert json.loads((tmp_path / "run" / "00002_stats.json").read_text())["flagged"] == 1
+    with pytest.raises(ailusion.errors.AilusionError, match=r"installed: imagefolder, lines, "):
+        run(tmp_path / "other", "nope", pm=pm)
