@@ -112,14 +112,30 @@ def check_output(node) -> tuple[str, int]:
     return fmt, size
 
 
+@dataclass
+class OutputConfig:
+    """The schema of the ``output`` node for the default formats (``register_config_schemas``
+    as ``output/FORMAT``); a third party's format may register its own, with more keys."""
+
+    format: str = "imagefolder"
+    shard_size: int = 5000
+    subdirs_above: int = 10000
+
+
 def build_writer(config, context, pm) -> Writer:
-    """The writer ``output.format`` names, made from ``config.output``."""
+    """The writer ``output.format`` names, made from ``config.output`` checked against the schema
+    registered for ``output/FORMAT`` (when one is)."""
     from ..manager import resolve
+    from ..schemas import check_node, schemas
 
     fmt, _ = check_output(config.get("output"))
     factory = resolve(pm, "writer", fmt, key="output.format", what="output format")
+    node = config.output
+    schema = schemas(pm).get(f"output/{fmt}")
+    if schema is not None:
+        node = check_node(schema, node, "output", f"format {fmt!r}")
     try:
-        return factory(config.output, context)
+        return factory(node, context)
     except ConfigError:
         raise
     except Exception as exc:  # a plugin's bug, reported as one line naming the format

@@ -12,6 +12,13 @@ def register_writers():
     return {"imagefolder": _imagefolder, "webdataset": _webdataset, "parquet": _parquet}
 
 
+@hookimpl(trylast=True)
+def register_config_schemas():
+    from ailusion.rundir.writers import OutputConfig
+
+    return {f"output/{name}": OutputConfig for name in ("imagefolder", "webdataset", "parquet")}
+
+
 def _imagefolder(config, context):
     from .imagefolder import ImageFolderWriter
 
