@@ -37,6 +37,7 @@ class Layout:
     array_itemsize: int  # bytes per array element (4 for float32, 2 for float16)
     num_outputs: int  # logits per image
     prompt_chars: int  # mean prompt length
+    shard_size: int = 5000  # images per shard of a shard format (output.shard_size)
 
     def png_bytes(self, height: int, width: int, channels: int = 3) -> int:
         """The estimated size of one PNG of that shape (:data:`PNG_RATIO` of its raw pixels)."""
@@ -96,6 +97,7 @@ def describe(overrides: list[str], pm=None) -> dict:
         array_itemsize=2 if str(config.preprocessor.get("dtype")) == "float16" else 4,
         num_outputs=len(model.labels),
         prompt_chars=sum(map(len, shown)) // max(1, len(shown)),
+        shard_size=int((config.get("output") or {}).get("shard_size", 5000)),
     )
     whole = Layout(**{**asdict(layout), "images": len(plan), "num_shards": 1})
     per_prompt = getattr(plan, "images_per_prompt", None)

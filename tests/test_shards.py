@@ -207,3 +207,17 @@ def test_a_third_party_writer_registers_and_runs(tmp_path):
     assert json.loads((tmp_path / "run" / "00002_stats.json").read_text())["flagged"] == 1
     with pytest.raises(ailusion.errors.AilusionError, match=r"installed: imagefolder, lines, "):
         run(tmp_path / "other", "nope", pm=pm)
+
+
+def test_plan_estimates_the_shard_formats_files_and_disk():
+    from ailusion.dryrun import Layout
+    from ailusion.plugins.output import estimate_output
+
+    layout = Layout(images=10_000_000, total_images=10_000_000, num_shards=1,
+                    image_size=(512, 512), array_shape=(3, 224, 224), array_itemsize=4,
+                    num_outputs=10, prompt_chars=40, shard_size=5000)
+    estimates = estimate_output(layout)
+    assert estimates["webdataset"]["shards"] == estimates["parquet"]["shards"] == 2000
+    assert estimates["parquet"]["files"] == 6001  # shards, stats, sheets, info.json
+    array = 3 * 224 * 224 * 4
+    assert array < estimates["parquet"]["per_image"] < estimates["webdataset"]["per_image"]
