@@ -183,3 +183,29 @@ def test_png_bytes_in_shards_carry_the_text_chunks(made):
         assert tar.getmember("00000002.png").mtime == 0  # the same bytes run after run
     with Image.open(io.BytesIO(data)) as image:
         assert image.text["prompt"] == "a boat"
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_training_reads_shard_formats_as_it_reads_a_run_dir(fmt, tmp_path):
+    from labelled_data import class_folder
+
+    from ailusion.manager import get_plugin_manager
+    from ailusion.training.data import open_reader
+
+    folder = class_folder(tmp_path / "shapes", ("circle", "square"), 5)
+    common = ["generator=folder", f"generator.path={folder}", "preprocessor.size=8",
+              "model.backend=torch", "progress=false", "output.shard_size=3"]
+    ailusion.run(common, run_dir=tmp_path / "imagefolder")
+    ailusion.run([*common, f"output.format={fmt}"], run_dir=tmp_path / fmt)
+    pm = get_plugin_manager()
+    want, got = open_reader(tmp_path / "imagefolder", pm), open_reader(tmp_path / fmt, pm)
+    assert type(got).__name__ != type(want).__name__
+    assert got.classes == want.classes == ["circle", "square"]
+    assert got.preprocessing == want.preprocessing and got.input_shape == want.input_shape
+    order = np.argsort(got.numbers)
+    np.testing.assert_array_equal(got.numbers[order], np.sort(want.numbers))
+    positions = np.array([order[7], order[0], order[4]])
+    x, y = got.batch(positions)
+    wx, wy = want.batch(np.searchsorted(want.numbers, got.numbers[positions]))
+    np.testing.assert_array_equal(x, wx)
+    np.testing.assert_array_equal(y, wy)

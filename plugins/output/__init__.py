@@ -41,6 +41,14 @@ def estimate_output(layout):
     }
 
 
+@hookimpl(trylast=True)
+def register_data_readers():
+    """``ailusion train`` reads labelled webdataset and parquet dirs too."""
+    from .readers import ParquetReader, WebDatasetReader
+
+    return {"webdataset": WebDatasetReader, "parquet": ParquetReader}
+
+
 def _imagefolder(config, context):
     from .imagefolder import ImageFolderWriter
 
