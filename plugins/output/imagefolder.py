@@ -98,6 +98,7 @@ class ImageFolderWriter:
             rows = rows if self.subdirs else self.total
             self._array_tmp = self._array_path().with_name(f".{self._array_path().name}.tmp")
             self._array_tmp.parent.mkdir(exist_ok=True)
+            self._array_tmp.unlink(missing_ok=True)  # a killed run's (claim.start drops the top's)
             self._array = _Hashing(open(self._array_tmp, "xb"))  # never through a link
             np.lib.format.write_array_header_2_0(self._array, {
                 "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
