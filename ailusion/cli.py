@@ -16,6 +16,7 @@ from .errors import error_line
 
 def main() -> None:
     """Entry point of the ``ailusion`` console script and ``python -m ailusion``."""
+    signals.IGNORE_AFTER_STOP = True  # the process exits once stopped
     try:
         _main()
     except BrokenPipeError:  # `ailusion plugins | head -1`: the reader has gone; so do we

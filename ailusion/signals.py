@@ -18,6 +18,9 @@ from typing import Iterator
 
 #: The signals that stop a command cleanly, with their exit statuses (128 + the number).
 STOPPING = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: Set by the ``ailusion`` command: once it is stopping it exits, and a signal arriving after the
+#: cleanup (while it prints and exits) is ignored too, not a traceback or a kill.
+IGNORE_AFTER_STOP = False
 
 
 class Terminated(KeyboardInterrupt):
@@ -50,7 +53,7 @@ def stop_cleanly() -> Iterator[None]:
         yield
     finally:
         for signum, old in previous.items():
-            signal.signal(signum, old)
+            signal.signal(signum, signal.SIG_IGN if stopping and IGNORE_AFTER_STOP else old)
 
 
 def exit_status(exc: KeyboardInterrupt) -> int:

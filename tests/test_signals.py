@@ -35,6 +35,21 @@ def test_sigterm_raises_terminated_and_a_second_signal_is_ignored_while_stopping
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
 
 
+def test_the_command_ignores_signals_after_it_stopped(monkeypatch):
+    monkeypatch.setattr(signals, "IGNORE_AFTER_STOP", True)  # as `ailusion` sets it
+    try:
+        with pytest.raises(signals.Terminated):
+            with signals.stop_cleanly():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # while it prints and exits
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def test_sigint_gives_130():
     with pytest.raises(KeyboardInterrupt) as caught:
         with signals.stop_cleanly():
