@@ -36,6 +36,8 @@ class RunResult:
     predictions: np.ndarray  # (N, len(labels)) logits
     labels: list[str]
     summary: dict = field(default_factory=dict)
+    #: what each image is called, in order: its file, or its shard and key (``00000.tar:00000001``)
+    names: list[str] = field(default_factory=list)
 
 
 def build_stages(config: DictConfig, context: StageContext, pm):
@@ -205,7 +207,16 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
         predictions=outputs.logits,
         labels=list(model.labels),
         summary=summary,
+        names=[row.get("file_name") or writer_name(writer, row["index"]) for row in rows],
     )
+
+
+def writer_name(writer, index: int) -> str:
+    """``SHARD:KEY`` of image ``index`` in a shard format (its name where it has no file)."""
+    if isinstance(writer, shards.ShardWriter):
+        number = shards.shard_of(index, writer.shard_size)
+        return f"{shards.shard_name(number, writer.suffix)}:{shards.sample_key(index)}"
+    return str(index)
 
 
 def _batch_size(config: DictConfig) -> int:

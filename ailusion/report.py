@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 MAX_ROWS = 20
 
 
@@ -13,14 +15,15 @@ def print_predictions(result, max_rows: int = MAX_ROWS) -> None:
 
     probabilities = softmax(result.predictions.astype("float64"))
     print(f"{'image':<28} {'prediction':<12} {'probability':>11}")
-    for path, row in list(zip(result.image_paths, probabilities))[:max_rows]:
+    names = [Path(name).name for name in getattr(result, "names", None) or result.image_paths]
+    for name, row in list(zip(names, probabilities))[:max_rows]:
         if not np.isfinite(row).all():  # NaN logits: flagged, no prediction
-            print(f"{path.name:<28} {'-':<12} {'nan':>11}")
+            print(f"{name:<28} {'-':<12} {'nan':>11}")
             continue
         top = int(row.argmax())
-        print(f"{path.name:<28} {result.labels[top]:<12} {row[top]:>11.4f}")
-    if len(result.image_paths) > max_rows:
-        print(f"… {len(result.image_paths) - max_rows} more in predictions.json")
+        print(f"{name:<28} {result.labels[top]:<12} {row[top]:>11.4f}")
+    if len(names) > max_rows:
+        print(f"… {len(names) - max_rows} more in predictions.json")
 
 
 def print_summary(result) -> None:

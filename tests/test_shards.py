@@ -221,3 +221,14 @@ def test_plan_estimates_the_shard_formats_files_and_disk():
     assert estimates["parquet"]["files"] == 6001  # shards, stats, sheets, info.json
     array = 3 * 224 * 224 * 4
     assert array < estimates["parquet"]["per_image"] < estimates["webdataset"]["per_image"]
+
+
+def test_a_shard_formats_images_are_named_by_shard_and_key(tmp_path, capsys):
+    from ailusion.report import print_predictions
+
+    result = run(tmp_path / "run", "parquet")
+    assert result.image_paths == []  # no file per image
+    assert result.names[:4] == ["00000.parquet:00000001", "00000.parquet:00000002",
+                                "00000.parquet:00000003", "00001.parquet:00000004"]
+    print_predictions(result)
+    assert "00002.parquet:00000008" in capsys.readouterr().out
