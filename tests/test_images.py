@@ -81,7 +81,7 @@ def test_rgba_premultiplied_and_cmyk():
 
 def test_preprocessor_reads_a_sixteen_bit_file_without_clipping(tmp_path):
     from ailusion.api import compose_config
-    from plugins.image.preprocessor import ImagePreprocessor
+    from ailusion.plugins.image.preprocessor import ImagePreprocessor
 
     Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(tmp_path / "mid.png")  # 128 * 257
     config = compose_config(["preprocessor.size=8"]).preprocessor

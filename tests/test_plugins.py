@@ -352,7 +352,7 @@ def test_hook_estimate_output_adds_a_format_to_ailusion_plan():
     pm.register(Shelves())
     plan = describe([*FAST, "prompts=[a,b,c,d]", "generator.num_images_per_prompt=5"], pm=pm)
     assert plan["estimates"]["shelves"] == {"files": 3, "bytes": 20 * (int(8 * 8 * 3 * 0.5) + 200)}
-    assert set(plan["estimates"]) == {"imagefolder", "shelves"}
+    assert set(plan["estimates"]) == {"imagefolder", "webdataset", "parquet", "shelves"}
 
 
 def test_every_hook_has_a_test():

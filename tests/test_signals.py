@@ -137,7 +137,7 @@ def test_a_sigterm_during_merge_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_a_killed_tiny_build_is_removed_at_the_next_start(tmp_path):
-    from plugins import tiny_sd
+    from ailusion.plugins import tiny_sd
 
     root = tmp_path / "cache"
     (root / tiny_sd.TINY_VERSION).mkdir(parents=True)
