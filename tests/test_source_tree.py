@@ -102,3 +102,31 @@ def test_a_run_and_the_command_from_the_clone_root_with_a_wheel_installed(wheel_
         assert (tmp_path / out / "generated_image_1.png").is_file()
     assert (tmp_path / "api" / "generated_image_1.png").read_bytes() == \
         (tmp_path / "cli" / "generated_image_1.png").read_bytes()
+
+
+# Where each top-level dir of the tree lands in the installed package.
+INSTALLED_AS = {"ailusion": "ailusion", "plugins": "ailusion/plugins", "conf": "ailusion/conf",
+                "julia": "ailusion/julia", "hydra_plugins": "hydra_plugins"}
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_every_source_file_of_the_tree(wheel_site):
+    """Every module, config and Julia file is installed, subpackages included (a subpackage
+    left out of pyproject's list would import from the clone and fail from anywhere else)."""
+    missing = []
+    for top, installed in INSTALLED_AS.items():
+        for source in (ROOT / top).rglob("*"):
+            if source.suffix not in {".py", ".yaml", ".jl", ".toml", ".json"} or \
+                    "__pycache__" in source.parts:
+                continue
+            if not (wheel_site / installed / source.relative_to(ROOT / top)).is_file():
+                missing.append(str(source.relative_to(ROOT)))
+    assert missing == []
+
+
+@pytest.mark.slow
+def test_training_imports_from_the_wheel_in_another_dir(wheel_site, tmp_path):
+    out = python(tmp_path, [wheel_site, DEPS], "-c",
+                 "import ailusion.training.apps as a; print(a.__file__)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(wheel_site))
