@@ -77,11 +77,13 @@ def describe(overrides: list[str], pm=None) -> dict:
     from .pipeline import build_stages, check_config, shard_requests
     from .planning import run_classes
     from .prompts import load_prompts
+    from .rundir.writers import writer_factory
     from .stages import StageContext
 
     config = compose_config(overrides)
     pm = pm or get_plugin_manager()
     check_config(config)
+    writer_factory(config, pm)  # an unknown output.format or a bad key of it, as a run says
     generator, preprocessor, model = build_stages(
         config, StageContext(config=config, run_dir=Path("."), job_num=0), pm)
     prompts = load_prompts(config)

@@ -142,6 +142,18 @@ def test_ailusion_plan_cli_prints_a_table_and_errors_in_one_line(tmp_path):
     assert bad.stderr.strip() == "ailusion plan: error: classes: class 'cat' is given twice"
 
 
+
+@pytest.mark.parametrize("override, line", [
+    ("output.format=tfrecord", "ailusion plan: error: output.format: no output format named "
+     "'tfrecord' is installed (installed: imagefolder, parquet, webdataset)"),
+    ("+output.shards_per_dir=3", "output.shards_per_dir"),
+])
+def test_ailusion_plan_refuses_an_output_a_run_would_refuse(override, line):
+    bad = subprocess.run([sys.executable, "-m", "ailusion", "plan", "generator=tiny", override],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert len(bad.stderr.strip().splitlines()) == 1 and line in bad.stderr
+
 # --- guidance drawn per image ----------------------------------------------------------------
 
 

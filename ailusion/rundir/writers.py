@@ -122,9 +122,9 @@ class OutputConfig:
     subdirs_above: int = 10000
 
 
-def build_writer(config, context, pm) -> Writer:
-    """The writer ``output.format`` names, made from ``config.output`` checked against the schema
-    registered for ``output/FORMAT`` (when one is)."""
+def writer_factory(config, pm):
+    """``(factory, node)`` of the writer ``output.format`` names, with ``config.output`` checked
+    against the schema registered for ``output/FORMAT`` (when one is); nothing is made."""
     from ..manager import resolve
     from ..schemas import check_node, schemas
 
@@ -134,6 +134,13 @@ def build_writer(config, context, pm) -> Writer:
     schema = schemas(pm).get(f"output/{fmt}")
     if schema is not None:
         node = check_node(schema, node, "output", f"format {fmt!r}")
+    return factory, node
+
+
+def build_writer(config, context, pm) -> Writer:
+    """The writer ``output.format`` names, made from its checked ``config.output``."""
+    factory, node = writer_factory(config, pm)
+    fmt = node.get("format")
     try:
         return factory(node, context)
     except ConfigError:
