@@ -126,6 +126,52 @@ def test_a_shard_that_lost_its_file_is_written_again(tmp_path, references):
     assert snapshot(tmp_path / "run") == snapshot(references / "parquet")
 
 
+def flip_one_byte(path: Path) -> None:
+    """Change one byte in the middle of ``path``: the size stays, the content does not."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("fmt", sorted(SUFFIX))
+def test_a_complete_shard_with_one_byte_changed_is_detected_and_written_again(
+        fmt, tmp_path, references):
+    run(tmp_path / "run", fmt)
+    shard = tmp_path / "run" / shards.shard_name(1, SUFFIX[fmt])
+    flip_one_byte(shard)
+    with pytest.warns(UserWarning, match=rf"{shard.name}: differs from the shard written "
+                                         r"\(sha256 .*; it is written again") as caught:
+        again = run(tmp_path / "run", fmt)
+    assert len([w for w in caught if "differs" in str(w.message)]) == 1
+    assert (again.summary["written"], again.summary["skipped"]) == (3, 5)
+    assert snapshot(tmp_path / "run") == snapshot(references / fmt)
+
+
+def test_a_rerun_keeps_what_it_skips_as_ranges_not_one_number_per_image(tmp_path):
+    from types import SimpleNamespace
+
+    from ailusion.planning import per_prompt
+    from ailusion.plugins.output.webdataset import WebDatasetWriter
+    from ailusion.stages import Prompt
+
+    run(tmp_path / "run", "webdataset")
+    config = SimpleNamespace(shard_size=3, format="webdataset")
+    writer = WebDatasetWriter(config, SimpleNamespace(run_dir=tmp_path / "run", config={}))
+    done, kept = writer.complete(per_prompt([Prompt("p")] * 8, 1))
+    assert done == {} and len(kept) == 8 and 8 in kept and 9 not in kept and 0 not in kept
+    assert kept.ranges() == [range(1, 9)]  # one range for the eight complete images
+
+
+def test_ranges_hold_numbers_added_in_order():
+    kept = shards.Ranges()
+    for index in (1, 2, 3, 7, 8, 20):
+        kept.add(index)
+    assert kept.ranges() == [range(1, 4), range(7, 9), range(20, 21)] and len(kept) == 6
+    assert [i for i in range(0, 22) if i in kept] == [1, 2, 3, 7, 8, 20]
+    with pytest.raises(ValueError):
+        kept.add(5)
+
+
 @pytest.mark.parametrize("fmt", sorted(SUFFIX))
 def test_two_jobs_write_disjoint_whole_shards_that_merge_into_the_run(fmt, tmp_path, references):
     jobs = [tmp_path / f"job{k}" for k in range(2)]
@@ -166,6 +212,17 @@ def test_merge_refuses_a_shard_whose_file_is_not_what_its_stats_say(tmp_path):
     (tmp_path / "job1" / "00001.tar").write_bytes(b"short")
     with pytest.raises(ailusion.errors.AilusionError, match="00001.tar: missing or not the size"):
         merge(tmp_path / "out", [tmp_path / "job0", tmp_path / "job1"])
+
+
+def test_merge_refuses_a_shard_with_one_byte_changed(tmp_path):
+    for k in range(2):
+        run(tmp_path / f"job{k}", "webdataset", f"shard={k}", "num_shards=2")
+    flip_one_byte(tmp_path / "job1" / "00001.tar")
+    with pytest.raises(ailusion.errors.AilusionError,
+                       match=r"00001.tar: differs from the shard written \(sha256 .*; run that "
+                             "job again"):
+        merge(tmp_path / "out", [tmp_path / "job0", tmp_path / "job1"])
+    assert not (tmp_path / "out").exists()
 
 
 # --- a third party's format ------------------------------------------------------------------

@@ -19,6 +19,8 @@ from . import claim, files, records, shards
 
 _STATS = re.compile(r"^(\d{5,})_stats\.json$")
 STATS = "_stats.json"
+#: How to recover a job's dir whose shard is damaged.
+RECOVER = "run that job again with the same config (it writes that shard again), then merge"
 INDEX = "shards.json"
 
 
@@ -59,6 +61,11 @@ def read(path: Path) -> dict:
         if not shard.is_file() or shard.stat().st_size != stats["bytes"]:
             raise AilusionError(f"{shard}: missing or not the size its stats give; "
                                 "rerun that job to complete it")
+        digest = records.sha256_file(shard)
+        if digest != stats["sha256"]:
+            raise AilusionError(f"{shard}: differs from the shard written (sha256 "
+                                f"{(digest or 'unreadable')[:12]}…, recorded "
+                                f"{stats['sha256'][:12]}…); {RECOVER}")
         found[number] = stats
     return {"path": path, "info": info, "config": record["config"], "shards": found}
 

@@ -5,8 +5,11 @@ Image ``i`` (1-based, numbered over the whole run) is in shard ``(i - 1) // shar
 jobs, job ``k`` writes shards ``k``, ``k + num_shards``, …, whole. A shard is written to a
 temporary file, renamed into place once complete, and then described by ``00000_stats.json``
 (count, flagged, seconds, bytes, sha256): a shard with both is complete and a rerun keeps it as it
-is; an open one (killed mid-shard) is written again from its first image. Each shard also gets a
-contact sheet of its first images, ``contact_sheets/00000.png``.
+is, once its file has the size and sha256 the stats record; an open one (killed mid-shard) is
+written again from its first image, and so is a complete one whose file changed since (with a
+warning naming it). What a rerun skips is kept as ranges of image numbers (:class:`Ranges`), so
+its memory does not grow with the planned count. Each shard also gets a contact sheet of its
+first images, ``contact_sheets/00000.png``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Iterator
 
 from .. import png
 from ..errors import AilusionError
-from . import files
+from . import files, records
 from .sheets import PER_SHEET, ContactSheets
 from .writers import RunInfo, Sample
 
@@ -94,6 +98,36 @@ class Chain(Sequence):
             yield from part
 
 
+class Ranges:
+    """Image numbers, added in increasing order, kept as ranges: ``in`` and ``len`` without a set
+    of the numbers (a rerun that skips a million complete images holds a few ranges)."""
+
+    def __init__(self):
+        self._starts: list[int] = []
+        self._stops: list[int] = []
+        self._len = 0
+
+    def add(self, index: int) -> None:
+        if self._stops and index < self._stops[-1]:
+            raise ValueError(f"image {index} added after {self._stops[-1] - 1}")
+        if self._stops and self._stops[-1] == index:
+            self._stops[-1] += 1
+        else:
+            self._starts.append(index)
+            self._stops.append(index + 1)
+        self._len += 1
+
+    def __contains__(self, index) -> bool:
+        k = bisect.bisect_right(self._starts, index) - 1
+        return k >= 0 and index < self._stops[k]
+
+    def __len__(self) -> int:
+        return self._len
+
+    def ranges(self) -> list[range]:
+        return [range(a, b) for a, b in zip(self._starts, self._stops)]
+
+
 def npy_bytes(array) -> bytes:
     """``array`` as the bytes of a ``.npy`` file."""
     import numpy as np
@@ -151,7 +185,11 @@ class ShardWriter:
             number = shard_of(request.index, self.shard_size)
             self._counts[number] = self._counts.get(number, 0) + 1
         complete = {n for n, count in self._counts.items() if self._is_complete(n, count)}
-        return {}, {r.index for r in requests if shard_of(r.index, self.shard_size) in complete}
+        kept = Ranges()
+        for request in requests:
+            if shard_of(request.index, self.shard_size) in complete:
+                kept.add(request.index)
+        return {}, kept
 
     def start(self, requests, info: RunInfo, done) -> None:
         self.info = info
@@ -205,10 +243,18 @@ class ShardWriter:
         path, stats = self._final(number), self.run_dir / stats_name(number)
         try:
             record = json.loads(stats.read_text(encoding="utf-8"))
-            return (record["count"] == count and record["bytes"] == path.stat().st_size
-                    and record["shard"] == path.name and isinstance(record["sha256"], str))
+            if not (record["count"] == count and record["bytes"] == path.stat().st_size
+                    and record["shard"] == path.name and isinstance(record["sha256"], str)):
+                return False
         except (OSError, ValueError, KeyError, TypeError):
             return False  # missing, torn or another shard's: written again
+        found = records.sha256_file(path)
+        if found != record["sha256"]:  # the size is right, the bytes are not: damaged since
+            warnings.warn(f"{path}: differs from the shard written (sha256 "
+                          f"{(found or 'unreadable')[:12]}…, recorded {record['sha256'][:12]}…); "
+                          "it is written again")
+            return False
+        return True
 
     def _start(self, number: int) -> None:
         final = self._final(number)

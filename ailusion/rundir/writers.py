@@ -71,10 +71,12 @@ class Writer(Protocol):
         """The file names the manifest row of image ``index`` gives (``file_name``, …), relative
         to the run dir; ``{}`` for a format that keeps its images inside shard files."""
 
-    def complete(self, requests: list) -> tuple[dict[int, dict], set[int]]:
+    def complete(self, requests: list) -> tuple[dict[int, dict], Any]:
         """What a previous run into this dir left complete, read without writing anything: the
         rows of images to pass again (their files are kept, the rest is rebuilt), and the numbers
-        of images not to pass at all (a complete shard, kept as it is)."""
+        of images not to pass at all (a complete shard, kept as it is), as anything with ``in``
+        and ``len`` (:class:`ailusion.rundir.shards.Ranges`: its memory does not grow with the
+        count)."""
 
     def start(self, requests: list, info: RunInfo, done: dict[int, dict]) -> None:
         """Begin writing the images of ``requests`` (``done`` among them come with their rows);
