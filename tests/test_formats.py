@@ -209,3 +209,44 @@ def test_training_reads_shard_formats_as_it_reads_a_run_dir(fmt, tmp_path):
     wx, wy = want.batch(np.searchsorted(want.numbers, got.numbers[positions]))
     np.testing.assert_array_equal(x, wx)
     np.testing.assert_array_equal(y, wy)
+
+
+BIG = ("output.subdirs_above=2", "output.shard_size=3")  # arrays in chunks of three rows
+
+
+def test_merge_joins_the_shards_of_a_big_run_with_their_array_chunks(tmp_path):
+    from ailusion.rundir import arrays
+    from ailusion.rundir.merge import merge
+
+    prompts = "prompts=[" + ",".join(f"p{i}" for i in range(7)) + "]"
+    jobs = [tmp_path / f"job{k}" for k in range(2)]
+    for k, job in enumerate(jobs):
+        run(job, prompts, *BIG, f"shard={k}", "num_shards=2")
+        assert arrays.array_files(job)[0].startswith("preprocessed/")
+    merged = merge(tmp_path / "merged", jobs)
+    run(tmp_path / "whole", prompts)
+    whole = np.load(tmp_path / "whole" / "preprocessed.npy")
+    names = arrays.array_files(merged)
+    assert names == ["preprocessed/00000.npy", "preprocessed/00001.npy", "preprocessed/00002.npy"]
+    assert [len(np.load(merged / name)) for name in names] == [3, 3, 1]
+    np.testing.assert_array_equal(arrays.Arrays(merged).read(range(7)), whole)
+    record = json.loads((merged / ".ailusion.json").read_text())
+    assert sorted(record["files_sha256"]) == sorted([*names, "predictions.npy"])
+
+
+def test_training_reads_the_array_chunks_of_a_big_run_dir(tmp_path):
+    from labelled_data import class_folder
+
+    from ailusion.training.data import open_reader
+
+    folder = class_folder(tmp_path / "shapes", ("circle", "square"), 4)
+    common = ["generator=folder", f"generator.path={folder}", "preprocessor.size=8",
+              "model.backend=torch", "progress=false"]
+    ailusion.run(common, run_dir=tmp_path / "one")
+    ailusion.run([*common, *BIG], run_dir=tmp_path / "chunked")
+    assert (tmp_path / "chunked" / "preprocessed" / "00002.npy").is_file()
+    want, got = open_reader(tmp_path / "one"), open_reader(tmp_path / "chunked")
+    np.testing.assert_array_equal(got.numbers, want.numbers)
+    positions = np.array([7, 0, 4, 3])
+    np.testing.assert_array_equal(got.batch(positions)[0], want.batch(positions)[0])
+    np.testing.assert_array_equal(got.batch(positions)[1], want.batch(positions)[1])

@@ -4,8 +4,9 @@ This module merges the ``imagefolder`` format; :mod:`.joins` the shard formats.
 
 The shards of one run (``-m shard=0,1,2,3 num_shards=4``) each hold every ``num_shards``-th image,
 numbered as in the whole run. Merging checks that together they hold each image exactly once,
-then links (or copies) their files into ``OUT_DIR`` and rebuilds ``metadata.jsonl``,
-``preprocessed.npy`` and the predictions in image order: the result is the run dir the unsharded
+then links (or copies) their files into ``OUT_DIR`` and rebuilds ``metadata.jsonl``, the arrays
+(``preprocessed.npy``, or the chunks ``preprocessed/NNNNN.npy`` of a big run) and the predictions
+in image order: the result is the run dir the unsharded
 run would have written, and resumes as one. ``OUT_DIR`` appears only once it is complete.
 """
 
@@ -23,7 +24,7 @@ from omegaconf import OmegaConf
 
 from .. import signals
 from ..errors import AilusionError
-from . import claim, files, joins, manifest, records
+from . import arrays, claim, files, joins, manifest, records
 from .sheets import write_contact_sheet
 
 #: What a finished run dir holds beside its images (the record of its config comes first).
@@ -51,8 +52,9 @@ def _read_shard(path: Path) -> dict:
                                 path / "preprocessed_index.json", path)
     if sorted(order) != sorted(row["file_name"] for row in rows.values()):
         raise AilusionError(f"{path}: {manifest.MANIFEST} and preprocessed_index.json disagree")
-    if rows and not (path / "preprocessed.npy").is_file():
-        raise AilusionError(f"{path}: not a finished ailusion run dir (no preprocessed.npy)")
+    if rows and not arrays.array_files(path):
+        raise AilusionError(f"{path}: not a finished ailusion run dir (no {arrays.SINGLE} nor "
+                            f"{arrays.CHUNKS}/)")
     predictions = records.check_predictions(records.read_json(path / "predictions.json"),
                                             path / "predictions.json", path)
     if sorted(p["file_name"] for p in predictions["images"]) != sorted(order):
@@ -70,9 +72,14 @@ def _read_shard(path: Path) -> dict:
 
 
 def _check_arrays(path: Path, record: dict, has_rows: bool) -> None:
-    """The shard's arrays are the files its run wrote (the sha256 its record keeps)."""
+    """The shard's arrays are the files its run wrote (the sha256 its record keeps), all of them."""
     recorded = record.get("files_sha256") or {}
-    for name in ("preprocessed.npy", "predictions.npy") if has_rows else ("predictions.npy",):
+    names = (arrays.array_files(path) if has_rows else []) + ["predictions.npy"]
+    lost = sorted(name for name in recorded if name.startswith((arrays.SINGLE, arrays.CHUNKS))
+                  and name not in names)
+    if lost:
+        raise AilusionError(f"{path}: {lost[0]} is missing; {RECOVER_IMAGE}")
+    for name in names:
         if name not in recorded:
             raise AilusionError(f"{path}: its record keeps no sha256 of {name} (written by an "
                                 f"older ailusion?); {RECOVER_IMAGE}")
@@ -227,45 +234,51 @@ def remove_stale_merges(parent: Path) -> None:
 
 
 def _write(out: Path, shards: list[dict], total: int) -> None:
-    # 1. The images, and each one's rows of the arrays, at its index
-    rows, predicted, arrays, logits = {}, {}, None, None
+    # 1. The images, and each one's rows of the arrays, at its index; a run that wrote its arrays
+    #    in chunks is merged into chunks (of its output.shard_size), else into one file
+    labels = shards[0]["predictions"]["labels"]
+    chunked = any(arrays.array_files(s["path"]) not in ([], [arrays.SINGLE]) for s in shards)
+    output = shards[0]["config"].get("output") or {}
+    target = _MergedArrays(out, total, int(output.get("shard_size", total)) if chunked else None)
+    rows, predicted, logits = {}, {}, None
     for shard in (s for s in shards if s["order"]):
         path = shard["path"]
         by_name = {row["file_name"]: row for row in shard["rows"].values()}
         shard_predicted = {p["file_name"]: p for p in shard["predictions"]["images"]}
-        shard_arrays = _load_array(path / "preprocessed.npy", len(shard["order"]))
+        shard_arrays = arrays.Arrays(path, RECOVER)
+        if len(shard_arrays) != len(shard["order"]):
+            raise records.corrupt(path / shard_arrays.names[0], f"{len(shard_arrays)} rows, "
+                                  f"expected one for each of the {len(shard['order'])} images",
+                                  RECOVER)
         shard_logits = _load_array(path / "predictions.npy", len(shard["order"]))
-        if shard_logits.shape[1] != len(shards[0]["predictions"]["labels"]):
+        if shard_logits.shape[1] != len(labels):
             raise records.corrupt(path / "predictions.npy", f"{shard_logits.shape[1]} logits "
-                                  "per image, the labels are "
-                                  f"{len(shards[0]['predictions']['labels'])}", RECOVER)
-        if arrays is not None and shard_arrays.shape[1:] != arrays.shape[1:]:
-            raise AilusionError(f"{path}: preprocessed.npy holds arrays of shape "
-                                f"{shard_arrays.shape[1:]}, the other shards {arrays.shape[1:]}")
-        if arrays is None:
-            arrays = np.lib.format.open_memmap(
-                out / "preprocessed.npy", mode="w+", dtype=shard_arrays.dtype, version=(2, 0),
-                shape=(total, *shard_arrays.shape[1:]),
-            )
+                                  f"per image, the labels are {len(labels)}", RECOVER)
+        if target.row_shape is not None and shard_arrays.row_shape != target.row_shape:
+            raise AilusionError(f"{path}: its arrays are of shape {shard_arrays.row_shape}, the "
+                                f"other shards' {target.row_shape}")
+        if logits is None:
             logits = np.zeros((total, shard_logits.shape[1]), dtype=shard_logits.dtype)
-        for position, name in enumerate(shard["order"]):
-            row = by_name[name]
-            for key in records.FILE_KEYS:
-                if row.get(key):
-                    _place(records.safe_path(path, row[key], path / manifest.MANIFEST, key),
-                           records.safe_path(out, row[key], path / manifest.MANIFEST, key))
-            arrays[row["index"] - 1] = shard_arrays[position]
-            logits[row["index"] - 1] = shard_logits[position]
-            rows[row["index"]], predicted[row["index"]] = row, shard_predicted[name]
-    arrays.flush()
-    del arrays
+        for start in range(0, len(shard["order"]), _BLOCK):  # a block of rows at a time
+            block = shard_arrays.read(range(start, min(start + _BLOCK, len(shard["order"]))),
+                                      shard_arrays.dtype)
+            for offset, name in enumerate(shard["order"][start:start + _BLOCK]):
+                position, row = start + offset, by_name[name]
+                for key in records.FILE_KEYS:
+                    if row.get(key):
+                        _place(records.safe_path(path, row[key], path / manifest.MANIFEST, key),
+                               records.safe_path(out, row[key], path / manifest.MANIFEST, key))
+                target.put(row["index"] - 1, block[offset])
+                logits[row["index"] - 1] = shard_logits[position]
+                rows[row["index"]], predicted[row["index"]] = row, shard_predicted[name]
+    array_names = target.close()
 
     # 2. Predictions, manifest and contact sheet, in image order
     ordered = [rows[i] for i in sorted(rows)]
     np.save(out / "predictions.npy", logits)
     files.write_json(out / "preprocessed_index.json", [row["file_name"] for row in ordered])
     files.write_json(out / "predictions.json", {
-        "labels": shards[0]["predictions"]["labels"],
+        "labels": labels,
         "images": [predicted[i] for i in sorted(predicted)],
     })
     manifest.write_manifest(out, rows)
@@ -277,7 +290,7 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
         **shards[0]["record"], "config": {**shards[0]["config"], "shard": 0, "num_shards": 1},
         "requests_sha256": claim.requests_digest(requests),
         "files_sha256": {name: records.sha256_file(out / name)
-                         for name in ("preprocessed.npy", "predictions.npy")},
+                         for name in (*array_names, "predictions.npy")},
     })
     hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
     if hydra_config.is_file():
@@ -290,6 +303,41 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
         (out / ".hydra").mkdir()
         OmegaConf.save(saved, out / ".hydra" / "config.yaml")
     _copy_run_files(out, [s["path"] for s in shards])
+
+
+#: Rows of a shard's arrays read at once while merging.
+_BLOCK = 256
+
+
+class _MergedArrays:
+    """The merged dir's arrays, written a row at a time at its image's position: one
+    ``preprocessed.npy``, or chunks of ``chunk_rows`` rows (``None``: one file)."""
+
+    def __init__(self, out: Path, total: int, chunk_rows: int | None):
+        self.out, self.total, self.chunk_rows = out, total, chunk_rows
+        self.row_shape, self._open = None, {}
+
+    def put(self, position: int, row: np.ndarray) -> None:
+        self.row_shape = self.row_shape or tuple(row.shape)
+        size = self.chunk_rows or self.total
+        number, at = divmod(position, size)
+        if number not in self._open:
+            name = arrays.chunk_name(number) if self.chunk_rows else arrays.SINGLE
+            (self.out / name).parent.mkdir(exist_ok=True)
+            self._open[number] = (name, np.lib.format.open_memmap(
+                self.out / name, mode="w+", dtype=row.dtype, version=(2, 0),
+                shape=(min(size, self.total - number * size), *row.shape)))
+        self._open[number][1][at] = row
+
+    def close(self) -> list[str]:
+        """Flush the files; return their names, in order."""
+        names = []
+        for number in sorted(self._open):
+            name, array = self._open[number]
+            array.flush()
+            names.append(name)
+        self._open.clear()
+        return names
 
 
 def _copy_run_files(out: Path, shard_dirs: list[Path]) -> None:

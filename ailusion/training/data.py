@@ -21,7 +21,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..rundir import manifest, records
+from ..rundir import arrays, manifest, records
 from ..rundir.claim import RUN_FILE
 from ..errors import AilusionError
 from ..labels import read_classes
@@ -53,10 +53,10 @@ class DataReader(Protocol):
 
 class RunDirReader:
     """A finished run dir: ``metadata.jsonl`` rows with ``label``/``label_id``, ``classes.json``,
-    and ``preprocessed.npy`` in the order of ``preprocessed_index.json``. Flagged images (black,
-    NSFW, NaN) are left out."""
+    and the arrays (``preprocessed.npy``, or its chunks: :mod:`ailusion.rundir.arrays`) in the
+    order of ``preprocessed_index.json``. Flagged images (black, NSFW, NaN) are left out."""
 
-    NEEDED = (RUN_FILE, manifest.MANIFEST, "preprocessed_index.json", "preprocessed.npy")
+    NEEDED = (RUN_FILE, manifest.MANIFEST, "preprocessed_index.json")
 
     @classmethod
     def can_read(cls, path: Path) -> bool:
@@ -75,13 +75,14 @@ class RunDirReader:
         index = path / "preprocessed_index.json"
         order = records.check_index(records.read_json(index), index, path)
         rows = {row["file_name"]: row for row in manifest.read_manifest(path, strict=True).values()}
-        shape, dtype, self._offset = _npy_layout(path / "preprocessed.npy")
-        if len(order) != shape[0]:
-            raise AilusionError(
-                f"data: {path}: preprocessed_index.json and preprocessed.npy disagree"
-            )
-        self.input_shape = tuple(int(n) for n in shape[1:])
-        self._dtype, self._row_bytes = dtype, int(np.prod(self.input_shape)) * dtype.itemsize
+        self._arrays = arrays.Arrays(path)
+        if not self._arrays.names:
+            raise AilusionError(f"data: {path} is not a finished ailusion run dir (no "
+                                f"{arrays.SINGLE} nor {arrays.CHUNKS}/)")
+        if len(order) != len(self._arrays):
+            raise AilusionError(f"data: {path}: preprocessed_index.json and "
+                                f"{', '.join(self._arrays.names)} disagree")
+        self.input_shape = self._arrays.row_shape
         keep, numbers, labels = [], [], []
         for position, name in enumerate(order):
             row = rows.get(name)
@@ -92,7 +93,7 @@ class RunDirReader:
             keep.append(position)
             numbers.append(int(row["index"]))
             labels.append(self._label_id(row, name))
-        self._rows = np.array(keep, np.int64)  # position in preprocessed.npy of each image
+        self._rows = np.array(keep, np.int64)  # row in the arrays of each image
         self.numbers, self.labels = np.array(numbers, np.int64), np.array(labels, np.int64)
 
     def _label_id(self, row: dict, name: str) -> int:
@@ -114,18 +115,7 @@ class RunDirReader:
 
     def batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, np.int64)
-        out = np.empty((len(positions), *self.input_shape), np.float32)
-        direct = self._dtype == np.float32  # read straight into the batch, else convert a row
-        raw = None if direct else np.empty(self.input_shape, self._dtype)
-        with open(self.path / "preprocessed.npy", "rb", buffering=0) as f:
-            for i in np.argsort(positions, kind="stable"):  # in file order
-                row = out[i] if direct else raw
-                f.seek(self._offset + int(self._rows[positions[i]]) * self._row_bytes)
-                if f.readinto(memoryview(row.reshape(-1).view(np.uint8))) != self._row_bytes:
-                    raise AilusionError(f"data: {self.path}/preprocessed.npy is truncated")
-                if not direct:
-                    out[i] = raw
-        return out, self.labels[positions]
+        return self._arrays.read(self._rows[positions]), self.labels[positions]
 
 
 def _recorded_preprocessor(path: Path) -> dict:
@@ -135,24 +125,6 @@ def _recorded_preprocessor(path: Path) -> dict:
     if not isinstance(node, dict) or not isinstance(node.get("plugin"), str):
         raise AilusionError(f"data: {path / RUN_FILE} does not record its preprocessor")
     return node
-
-
-def _npy_layout(path: Path):
-    """(shape, dtype, data offset) of a C-ordered float .npy file, checked."""
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(f)
-            offset = f.tell()
-    except (OSError, ValueError) as exc:
-        raise AilusionError(f"data: {path}: not a readable .npy array ({exc})") from None
-    if fortran or len(shape) != 4 or dtype.kind != "f":
-        raise AilusionError(f"data: {path}: expected a (N, C, H, W) float array, got {shape}")
-    if path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
-        raise AilusionError(f"data: {path} is truncated")
-    return shape, dtype, offset
 
 
 def readers(pm=None) -> list[type]:

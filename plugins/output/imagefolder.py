@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ailusion import png
-from ailusion.rundir import files, manifest
+from ailusion.rundir import arrays, files, manifest
 from ailusion.rundir.records import FILE_KEYS
 from ailusion.rundir.sheets import ContactSheets
 from ailusion.rundir.shards import INFO
-
-CHUNKS = "preprocessed"
 
 
 class ImageFolderWriter:
@@ -112,8 +110,8 @@ class ImageFolderWriter:
 
     def _array_path(self) -> Path:
         if self.subdirs:
-            return self.run_dir / CHUNKS / f"{self._chunk:05d}.npy"
-        return self.run_dir / "preprocessed.npy"
+            return self.run_dir / arrays.chunk_name(self._chunk)
+        return self.run_dir / arrays.SINGLE
 
     def _close_array(self) -> None:
         try:
