@@ -44,11 +44,10 @@ def reference(made):
     return out
 
 
-def fields(row, empty=None):
+def fields(row):
     """A row's fields that are the same in every format (the file names are imagefolder's);
-    webdataset writes an empty ``flagged`` as ``empty``."""
-    return {k: (empty if k == "flagged" and v is None else v) for k, v in row.items()
-            if k not in IMAGEFOLDER_ONLY}
+    a missing value is None in every one."""
+    return {k: v for k, v in row.items() if k not in IMAGEFOLDER_ONLY}
 
 
 #: Row keys of the imagefolder layout only: its files, their digests, the row's seal.
@@ -61,7 +60,8 @@ def test_shard_formats_write_shards_of_shard_size_with_stats(made):
         names = sorted(p.name for p in (made / fmt).iterdir() if not p.name.startswith("."))
         assert names == ["00000" + suffix, "00000_stats.json", "00001" + suffix,
                          "00001_stats.json", "00002" + suffix, "00002_stats.json",
-                         "contact_sheets", "info.json"]
+                         "contact_sheets", *(["dataset_info.json"] if fmt == "webdataset" else []),
+                         "info.json"]
         stats = [json.loads((made / fmt / shards.stats_name(n)).read_text()) for n in range(3)]
         assert [s["count"] for s in stats] == [2, 2, 1]
         assert [s["flagged"] for s in stats] == [0, 1, 0]  # image 3 is black
@@ -88,15 +88,17 @@ def test_settings_the_same_for_every_image_are_written_once(made):
 def test_webdataset_loads_with_datasets_and_webdataset_with_every_column(made, tmp_path):
     datasets = pytest.importorskip("datasets")
     want = reference(made)
+    features = datasets.DatasetInfo.from_directory(str(made / "webdataset")).features
     loaded = datasets.load_dataset("webdataset", data_files=str(made / "webdataset" / "*.tar"),
-                                   split="train", cache_dir=str(tmp_path))
+                                   split="train", cache_dir=str(tmp_path), features=features)
     assert loaded.num_rows == 5
+    assert loaded["json"][0]["flagged"] is None and loaded["json"][2]["flagged"] == "black"
     for item in loaded:
         row, pixels, array, logits = want[int(item["__key__"])]
         np.testing.assert_array_equal(np.asarray(item["png"]), pixels)  # decoded as an image
         np.testing.assert_array_equal(np.asarray(item["preprocessed.npy"], np.float32), array)
         np.testing.assert_array_equal(np.asarray(item["logits.npy"], np.float32), logits)
-        assert item["json"] == fields(row, empty="")
+        assert item["json"] == fields(row)
 
     import webdataset
 
@@ -107,7 +109,7 @@ def test_webdataset_loads_with_datasets_and_webdataset_with_every_column(made, t
         np.testing.assert_array_equal(item["png"], pixels)
         np.testing.assert_array_equal(item["preprocessed.npy"], array)
         np.testing.assert_array_equal(item["logits.npy"], logits)
-        assert item["json"] == fields(row, empty="")
+        assert item["json"] == fields(row)
         seen.append(int(item["__key__"]))
     assert seen == [1, 2, 3, 4, 5]
 
@@ -250,3 +252,35 @@ def test_training_reads_the_array_chunks_of_a_big_run_dir(tmp_path):
     positions = np.array([7, 0, 4, 3])
     np.testing.assert_array_equal(got.batch(positions)[0], want.batch(positions)[0])
     np.testing.assert_array_equal(got.batch(positions)[1], want.batch(positions)[1])
+
+
+def test_missing_values_are_null_in_every_format_and_load_with_every_reader(tmp_path):
+    """NaN logits leave ``prediction`` and ``probability`` without a value, an unlabelled run has
+    no ``label``: null (or absent) alike in imagefolder, webdataset and parquet."""
+    datasets = pytest.importorskip("datasets")
+    import pyarrow.parquet as pq
+    import webdataset
+
+    for fmt in ("imagefolder", "webdataset", "parquet"):
+        run(tmp_path / fmt, f"output.format={fmt}", "output.shard_size=2", "model.plugin=nan_logits")
+    rows = manifest.read_manifest(tmp_path / "imagefolder")
+    assert {(r["prediction"], r["probability"], r["flagged"]) for r in rows.values()} == \
+        {(None, None, "nan"), (None, None, "black")}
+    assert all("label" not in r and "label_id" not in r for r in rows.values())
+    want = {i: fields(r) for i, r in rows.items()}
+
+    wds_dir = tmp_path / "webdataset"
+    for item in webdataset.WebDataset(str(wds_dir / "{00000..00002}.tar"), shardshuffle=False):
+        assert json.loads(item["json"]) == want[int(item["__key__"])]  # null, not ""
+    features = datasets.DatasetInfo.from_directory(str(wds_dir)).features
+    loaded = datasets.load_dataset("webdataset", data_files=str(wds_dir / "*.tar"), split="train",
+                                   cache_dir=str(tmp_path / "hf1"), features=features)
+    assert {int(item["__key__"]): item["json"] for item in loaded} == want
+
+    table = pq.read_table(sorted((tmp_path / "parquet").glob("*.parquet"))[0])
+    assert table.column("prediction").null_count == table.num_rows
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "parquet" / "*.parquet"),
+                                   split="train", cache_dir=str(tmp_path / "hf2"))
+    assert {item["index"]: {k: v for k, v in item.items()
+                            if k not in ("image", "preprocessed", "logits")}
+            for item in loaded} == want

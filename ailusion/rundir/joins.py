@@ -22,6 +22,7 @@ STATS = "_stats.json"
 #: How to recover a job's dir whose shard is damaged.
 RECOVER = "run that job again with the same config (it writes that shard again), then merge"
 INDEX = "shards.json"
+FEATURES = "dataset_info.json"
 
 
 def output_format(path: Path) -> str:
@@ -114,6 +115,10 @@ def write(out: Path, final: Path, parts: list[dict]) -> int:
                 totals[key] += stats.get(key) or 0
     index.sort(key=lambda entry: entry["shard"])
     files.write_json(out / shards.INFO, parts[0]["info"])
+    features = parts[0]["path"] / FEATURES  # the datasets features of a webdataset dir
+    if features.is_file():
+        records.safe_path(parts[0]["path"], FEATURES, parts[0]["path"], "its file")
+        _link(features, out / FEATURES)
     files.write_json(out / INDEX, {"format": parts[0]["info"]["format"], "shards": index})
     totals["seconds"] = round(totals["seconds"], 3)
     files.write_json(out / STATS, {"shards": len(index), **totals})
