@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fake_plugins import FAST, plugin_manager
 
@@ -196,6 +197,65 @@ def test_two_jobs_write_disjoint_whole_shards_that_merge_into_the_run(fmt, tmp_p
     stats = json.loads((merged / "_stats.json").read_text())
     assert (stats["shards"], stats["count"], stats["flagged"]) == (3, 8, 1)
     assert json.loads((merged / "info.json").read_text())["planned"] == 8
+
+
+@pytest.mark.parametrize("fmt", sorted(SUFFIX))
+def test_a_merged_dir_is_the_run_dir_of_the_unsharded_run_and_resumes_as_one(
+        fmt, tmp_path, references):
+    jobs = [tmp_path / f"job{k}" for k in range(2)]
+    for k, job in enumerate(jobs):
+        run(job, fmt, f"shard={k}", "num_shards=2")
+    merged = merge(tmp_path / "merged", jobs)
+    record = json.loads((merged / ".ailusion.json").read_text())
+    whole = json.loads((references / fmt / ".ailusion.json").read_text())
+    assert record["config"] == whole["config"]  # shard=0 num_shards=1, written once
+    assert (record["plan_sha256"], record["prompts_sha256"]) == \
+        (whole["plan_sha256"], whole["prompts_sha256"])
+    before = snapshot(merged)
+    again = run(merged, fmt)  # the same config resumes into it: nothing is made
+    assert (again.summary["written"], again.summary["skipped"]) == (0, 8)
+    after = snapshot(merged)
+    assert {k: v for k, v in after.items() if k != ".ailusion.json"} == \
+        {k: v for k, v in before.items() if k != ".ailusion.json"}
+    with pytest.raises(ailusion.errors.AilusionError, match="holds a run of another config"):
+        run(merged, fmt, "preprocessor.size=4")
+
+
+def test_training_reads_a_merged_dir_of_a_shard_format(tmp_path):
+    from labelled_data import class_folder
+
+    from ailusion.manager import get_plugin_manager
+    from ailusion.training.data import open_reader
+
+    folder = class_folder(tmp_path / "shapes", ("circle", "square"), 4)
+    common = ["generator=folder", f"generator.path={folder}", "preprocessor.size=8",
+              "model.backend=torch", "progress=false", "output.shard_size=3",
+              "output.format=parquet", "num_shards=2"]
+    jobs = [tmp_path / f"job{k}" for k in range(2)]
+    for k, job in enumerate(jobs):
+        ailusion.run([*common, f"shard={k}"], run_dir=job)
+    merged = merge(tmp_path / "merged", jobs)
+    ailusion.run(common[:-2], run_dir=tmp_path / "whole")
+    pm = get_plugin_manager()
+    got, want = open_reader(merged, pm), open_reader(tmp_path / "whole", pm)
+    assert got.classes == want.classes == ["circle", "square"]
+    np.testing.assert_array_equal(np.sort(got.numbers), np.sort(want.numbers))
+    x, y = got.batch(np.arange(len(got)))
+    wx, wy = want.batch(np.searchsorted(want.numbers, got.numbers))
+    np.testing.assert_array_equal(x, wx)
+    np.testing.assert_array_equal(y, wy)
+
+
+def test_merge_refuses_jobs_of_other_settings_in_one_line(tmp_path, capsys):
+    from ailusion.rundir.merge import merge_command
+
+    run(tmp_path / "a", "webdataset", "shard=0", "num_shards=2")
+    run(tmp_path / "b", "webdataset", "shard=1", "num_shards=2", "preprocessor.size=4")
+    assert merge_command([str(tmp_path / "out"), str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"ailusion merge: error: {tmp_path / 'b'} was made with another config than "
+                   f"{tmp_path / 'a'} (only shard may differ)\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_merge_refuses_a_shard_twice(tmp_path):

@@ -4,7 +4,10 @@ Each job of a shard format wrote whole output shards of its own (``00000.tar``, 
 in one dir, ``00001.tar`` … in another). The merged dir holds a link to every shard, its
 ``_stats.json`` and contact sheet (hard links where the dirs share a file system, else symbolic
 ones: no shard is copied), the run's ``info.json``, ``shards.json`` (an index: each shard, where
-it was written, its count, flagged, bytes and sha256) and ``_stats.json`` (the totals).
+it was written, its count, flagged, bytes and sha256) and ``_stats.json`` (the totals), and, as
+a run's dir, ``.ailusion.json`` (the run's settings, of ``shard=0 num_shards=1``, written once),
+``classes.json`` and the model's weights: the merged dir is the unsharded run's dir of its format,
+which the same config resumes into and ``ailusion train`` reads.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def read(path: Path) -> dict:
                                 f"{(digest or 'unreadable')[:12]}…, recorded "
                                 f"{stats['sha256'][:12]}…); {RECOVER}")
         found[number] = stats
-    return {"path": path, "info": info, "config": record["config"], "shards": found}
+    return {"path": path, "info": info, "config": record["config"], "record": record,
+            "shards": found}
 
 
 def check(parts: list[dict]) -> None:
@@ -79,6 +83,11 @@ def check(parts: list[dict]) -> None:
         if {**part["config"], "shard": 0} != {**first["config"], "shard": 0}:
             raise AilusionError(f"{part['path']} was made with another config than "
                                 f"{first['path']} (only shard may differ)")
+        for key, what in (("prompts_sha256", "prompts (the prompts file's content differs)"),
+                          ("plan_sha256", "plan (its prompts, classes or source files differ)")):
+            if part["record"].get(key) != first["record"].get(key):
+                raise AilusionError(f"{part['path']} was made from other {what} than "
+                                    f"{first['path']}")
         if {**part["info"], "planned": 0} != {**first["info"], "planned": 0}:
             raise AilusionError(f"{part['path']} was made with other output settings or "
                                 f"preprocessing than {first['path']}")

@@ -184,7 +184,7 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
     else:
         parts = [joins.read(path) for path in paths]
         joins.check(parts)
-        write = lambda tmp: joins.write(tmp, out_dir, parts)  # noqa: E731
+        write = lambda tmp: _write_shards(tmp, out_dir, parts)  # noqa: E731
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_merges(out_dir.parent)
@@ -202,6 +202,15 @@ def merge(out_dir: str | Path, shard_dirs: list[str | Path]) -> Path:
     finally:
         os.close(held)
     return out_dir
+
+
+def _write_shards(tmp: Path, out_dir: Path, parts: list[dict]) -> None:
+    joins.write(tmp, out_dir, parts)
+    # Written once, as a run writes it: without requests_sha256, which a shard format's dir does
+    # not need (each shard's stats hold its sha256) and which only every shard's rows would give.
+    record = {k: v for k, v in parts[0]["record"].items()
+              if k not in ("requests_sha256", "files_sha256")}
+    write_record(tmp, [part["path"] for part in parts], record, {})
 
 
 #: In the name of the dir a merge writes before renaming it into place: ``.OUT.merging.XXXX``.
@@ -286,15 +295,23 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
 
     # 3. The record of the unsharded run, so the merged dir resumes as that run's dir would
     requests = [claim.request_of(row) for row in ordered]
-    files.write_json(out / claim.RUN_FILE, {
-        **shards[0]["record"], "config": {**shards[0]["config"], "shard": 0, "num_shards": 1},
+    write_record(out, [s["path"] for s in shards], shards[0]["record"], {
         "requests_sha256": claim.requests_digest(requests),
         "files_sha256": {name: records.sha256_file(out / name)
                          for name in (*array_names, "predictions.npy")},
     })
-    hydra_config = shards[0]["path"] / ".hydra" / "config.yaml"
+
+
+def write_record(out: Path, shard_dirs: list[Path], record: dict, finished: dict) -> None:
+    """Make ``out`` the dataset dir of the unsharded run, in any format: its ``.ailusion.json``
+    (the shards' record as of ``shard=0 num_shards=1``, with ``finished``), Hydra's config, and
+    the run-wide files every shard holds (``classes.json``, the model's weights)."""
+    files.write_json(out / claim.RUN_FILE, {
+        **record, "config": {**record["config"], "shard": 0, "num_shards": 1}, **finished,
+    })
+    hydra_config = shard_dirs[0] / ".hydra" / "config.yaml"
     if hydra_config.is_file():
-        records.safe_path(shards[0]["path"], ".hydra/config.yaml", shards[0]["path"], "its file")
+        records.safe_path(shard_dirs[0], ".hydra/config.yaml", shard_dirs[0], "its file")
         try:
             saved = OmegaConf.merge(OmegaConf.load(hydra_config), {"shard": 0, "num_shards": 1})
         except Exception as exc:  # YAML or OmegaConf errors alike: the file is damaged
@@ -302,7 +319,7 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
             raise records.corrupt(hydra_config, f"not a config: {reason}", RECOVER) from None
         (out / ".hydra").mkdir()
         OmegaConf.save(saved, out / ".hydra" / "config.yaml")
-    _copy_run_files(out, [s["path"] for s in shards])
+    _copy_run_files(out, shard_dirs)
 
 
 #: Rows of a shard's arrays read at once while merging.
