@@ -74,7 +74,7 @@ def describe(overrides: list[str], pm=None) -> dict:
     """Plan the run of ``overrides`` as ``ailusion OVERRIDES…`` would, and describe it."""
     from .api import compose_config
     from .manager import get_plugin_manager
-    from .pipeline import build_stages, check_config, shard_requests
+    from .pipeline import build_stages, check_config, job_requests
     from .planning import run_classes
     from .prompts import load_prompts
     from .rundir.writers import writer_factory
@@ -89,7 +89,7 @@ def describe(overrides: list[str], pm=None) -> dict:
     prompts = load_prompts(config)
     plan = generator.plan(prompts)
     classes = run_classes(prompts, plan)
-    job = shard_requests(plan, config.shard, config.num_shards)
+    job = job_requests(plan, config)
     node = config.generator
     size = (node.height, node.width) if "height" in node and "width" in node else None
     shown = [prompts[i].text for i in range(min(len(prompts), 1000))]

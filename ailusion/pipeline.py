@@ -73,14 +73,23 @@ def check_config(config: DictConfig) -> None:
     _batch_size(config)
 
 
-def shard_requests(requests, shard: int, num_shards: int):
-    """This shard's requests: every ``num_shards``-th one, starting at ``shard`` (a lazy
-    :class:`ailusion.planning.Plan` stays lazy)."""
+def job_requests(plan, config: DictConfig):
+    """This job's requests (``shard`` of ``num_shards``): whole blocks of consecutive images,
+    blocks ``shard``, ``shard + num_shards``, … (:func:`ailusion.rundir.shards.job_requests`; a
+    lazy :class:`ailusion.planning.Plan` stays lazy). A block is an output shard of a shard
+    format, and an array chunk of a big ``imagefolder`` run (``output.shard_size`` images: whole
+    subdirs too when it is a multiple of 500); a small ``imagefolder`` run is cut into one range
+    of images per job. So no two jobs write one file or subdir, and a failed job is rerun alone."""
+    shard, num_shards = config.shard, config.num_shards
     if num_shards < 1:
         raise AilusionError(f"num_shards: must be at least 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise AilusionError(f"shard: must be in [0, {num_shards - 1}], got {shard}")
-    return requests[shard::num_shards]
+    output = config.output
+    block = output.shard_size
+    if output.format == "imagefolder" and len(plan) <= output.subdirs_above:
+        block = max(1, -(-len(plan) // num_shards))
+    return shards.job_requests(plan, shard, num_shards, block)
 
 
 def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -> RunResult:
@@ -102,18 +111,12 @@ def run_pipeline(config: DictConfig, run_dir: Path, pm=None, job_num: int = 0) -
         stages = build_stages(config, context, pm)
         writer = writers.build_writer(config, context, pm)
 
-        # 2. Plan the images (lazily: nothing is listed), keep this job's (whole output shards of
-        #    a shard format, every num_shards-th image of the imagefolder one), then hold the run
-        #    dir while writing it
+        # 2. Plan the images (lazily: nothing is listed), keep this job's (whole blocks of
+        #    images: see job_requests), then hold the run dir while writing it
         prompts = load_prompts(config)
         plan = stages[0].plan(prompts)
         classes = planning.run_classes(prompts, plan)
-        if isinstance(writer, shards.ShardWriter):
-            shard_requests([], config.shard, config.num_shards)  # checks the two
-            requests = shards.job_requests(plan, config.shard, config.num_shards,
-                                           writer.shard_size)
-        else:
-            requests = shard_requests(plan, config.shard, config.num_shards)
+        requests = job_requests(plan, config)
         record = claim.fingerprint(config, planning.digest(prompts, plan))
         with claim.claim(run_dir, record):
             return _run(config, run_dir, pm, stages + (writer,), requests, record, started,

@@ -92,6 +92,10 @@ def request_of(requests: Sequence[ImageRequest]) -> Callable[[int], ImageRequest
     without listing a :class:`Plan`."""
     if isinstance(requests, Plan):
         return lambda index: requests.request(index) if index in requests.indices else None
+    parts = getattr(requests, "parts", None)  # a job's blocks of a plan, one after the other
+    if parts is not None and all(isinstance(part, Plan) for part in parts):
+        return lambda index: next((part.request(index) for part in parts
+                                   if index in part.indices), None)
     return {r.index: r for r in requests}.get
 
 

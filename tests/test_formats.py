@@ -224,8 +224,13 @@ def test_merge_joins_the_shards_of_a_big_run_with_their_array_chunks(tmp_path):
     jobs = [tmp_path / f"job{k}" for k in range(2)]
     for k, job in enumerate(jobs):
         run(job, prompts, *BIG, f"shard={k}", "num_shards=2")
-        assert arrays.array_files(job)[0].startswith("preprocessed/")
+    # each job writes whole chunks, as numbered in the whole run, and the images they hold
+    assert [arrays.array_files(job) for job in jobs] == [
+        ["preprocessed/00000.npy", "preprocessed/00002.npy"], ["preprocessed/00001.npy"]]
+    assert [sorted(manifest.read_manifest(job)) for job in jobs] == [[1, 2, 3, 7], [4, 5, 6]]
     merged = merge(tmp_path / "merged", jobs)
+    for name, job in (("preprocessed/00001.npy", jobs[1]), ("preprocessed/00002.npy", jobs[0])):
+        assert (merged / name).stat().st_ino == (job / name).stat().st_ino  # linked, not copied
     run(tmp_path / "whole", prompts)
     whole = np.load(tmp_path / "whole" / "preprocessed.npy")
     names = arrays.array_files(merged)

@@ -130,7 +130,7 @@ def test_labelled_run_records_true_class_prediction_and_classes_json(tmp_path):
 def test_sharded_labelled_runs_keep_labels_and_classes(tmp_path):
     result = run_fast(tmp_path / "s1", "classes=[cat,dog,owl]", "shard=1", "num_shards=2")
     assert [(r["index"], r["label"], r["label_id"]) for r in rows(result.run_dir)] == [
-        (2, "dog", 1)]
+        (3, "owl", 2)]
     assert read_classes(result.run_dir) == ["cat", "dog", "owl"]
 
 

@@ -15,7 +15,7 @@ import ailusion
 from ailusion.api import compose_config
 from ailusion.dryrun import describe
 from ailusion.errors import ConfigError
-from ailusion.pipeline import shard_requests
+from ailusion.rundir.shards import job_requests
 from ailusion.planning import Plan, Remaining, batches, digest, per_prompt
 from ailusion.plugins.stable_diffusion import StableDiffusionGenerator, guidance_for
 from ailusion.prompts import ClassPrompts
@@ -45,13 +45,14 @@ def test_a_shard_of_ten_million_reads_only_its_own_requests():
     prompts = ClassPrompts([f"c{i}" for i in range(10)], ["a {class}"], lambda t: t)
     plan = per_prompt(prompts, 1_000_000, seed=0)
     counting = Plan(len(plan), lambda index: calls.append(index) or plan.request(index))
-    shard = shard_requests(counting, 3, 100_000)
-    assert isinstance(shard, Plan) and len(shard) == 100 and calls == []
-    assert [r.index for r in shard][:3] == [4, 100_004, 200_004]
-    assert calls == list(range(4, 10_000_001, 100_000))
+    shard = job_requests(counting, 3, 1_000, 100)  # job 3 of 1,000, in blocks of 100 images
+    assert len(shard) == 10_000 and calls == []
+    assert [r.index for r in shard][:3] == [301, 302, 303]
+    assert calls == [i for start in range(301, 10_000_001, 100_000)
+                     for i in range(start, start + 100)]
     last = shard[-1]
     assert (last.index, last.prompt, last.label, last.label_id, last.seed) == (
-        9_900_004, "a c9", "c9", 9, 9_900_003)
+        9_900_400, "a c9", "c9", 9, 9_900_399)
 
 
 def test_remaining_and_batches_read_lazily():
@@ -80,16 +81,18 @@ def test_a_run_planning_ten_million_lists_none_of_them(tmp_path, monkeypatch):
         return Plan(len(plan), lambda index: made.append(index) or plan.request(index))
 
     monkeypatch.setattr(NoiseGenerator, "plan", counting_plan)
-    result = ailusion.run([*TEN_MILLION, "num_shards=2500000", "shard=1"], run_dir=tmp_path / "r",
+    result = ailusion.run([*TEN_MILLION, "num_shards=2500000", "shard=1", "output.shard_size=4"], run_dir=tmp_path / "r",
                           pm=plugin_manager())
     rows = manifest.read_manifest(result.run_dir)
-    assert sorted(rows) == [2, 2_500_002, 5_000_002, 7_500_002]
-    assert [rows[i]["label"] for i in sorted(rows)] == ["c0", "c2", "c5", "c7"]
+    assert sorted(rows) == [5, 6, 7, 8]  # job 1 makes block 1, of output.shard_size images
+    assert [rows[i]["label"] for i in sorted(rows)] == ["c0"] * 4
+    assert rows[5]["file_name"] == "00000/generated_image_5.png"  # the run's layout, not the job's
+    assert (result.run_dir / "preprocessed" / "00001.npy").is_file()
     assert len(made) <= 3 * len(rows)  # its own requests, each read a few times at most
     assert set(made) == set(rows)
     record = json.loads((result.run_dir / claim.RUN_FILE).read_text())
     assert len(record["plan_sha256"]) == 64 and len(record["requests_sha256"]) == 64
-    again = ailusion.run([*TEN_MILLION, "num_shards=2500000", "shard=1"], run_dir=tmp_path / "r",
+    again = ailusion.run([*TEN_MILLION, "num_shards=2500000", "shard=1", "output.shard_size=4"], run_dir=tmp_path / "r",
                          pm=plugin_manager())
     assert again.summary["skipped"] == 4 and again.summary["written"] == 0
 

@@ -329,5 +329,5 @@ def test_merge_refuses_arrays_and_numbers_that_would_exhaust_memory(tmp_path):
     record = json.loads((shards[1] / claim.RUN_FILE).read_text())
     record["requests_sha256"] = claim.requests_digest([claim.request_of(r) for r in edited])
     (shards[1] / claim.RUN_FILE).write_text(json.dumps(record))
-    with pytest.raises(AilusionError, match="image 4 is in none of the shards"):
+    with pytest.raises(AilusionError, match="image 5 is in none of the shards"):
         merge(tmp_path / "m2", shards)

@@ -90,6 +90,11 @@ class Arrays:
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.row_shape)
 
+    def spans(self) -> list[tuple[str, range]]:
+        """``(file name, the positions of its rows)`` of each array file, in order."""
+        return [(name, range(int(a), int(b)))
+                for name, a, b in zip(self.names, self._starts[:-1], self._starts[1:])]
+
     def read(self, positions, dtype=np.float32) -> np.ndarray:
         """The rows at ``positions`` (in that order) as one ``dtype`` array, read in file order."""
         positions = np.asarray(positions, np.int64)

@@ -268,16 +268,22 @@ def _write(out: Path, shards: list[dict], total: int) -> None:
                                 f"other shards' {target.row_shape}")
         if logits is None:
             logits = np.zeros((total, shard_logits.shape[1]), dtype=shard_logits.dtype)
+        index_of = lambda position: by_name[shard["order"][position]]["index"]  # noqa: E731
+        linked = target.link_chunks(path, shard_arrays.spans(), index_of, shard_arrays.row_shape)
         for start in range(0, len(shard["order"]), _BLOCK):  # a block of rows at a time
-            block = shard_arrays.read(range(start, min(start + _BLOCK, len(shard["order"]))),
-                                      shard_arrays.dtype)
-            for offset, name in enumerate(shard["order"][start:start + _BLOCK]):
-                position, row = start + offset, by_name[name]
+            wanted = [p for p in range(start, min(start + _BLOCK, len(shard["order"])))
+                      if p not in linked]
+            block = shard_arrays.read(wanted, shard_arrays.dtype) if wanted else None
+            at = {position: k for k, position in enumerate(wanted)}
+            for position in range(start, min(start + _BLOCK, len(shard["order"]))):
+                name = shard["order"][position]
+                row = by_name[name]
                 for key in records.FILE_KEYS:
                     if row.get(key):
                         _place(records.safe_path(path, row[key], path / manifest.MANIFEST, key),
                                records.safe_path(out, row[key], path / manifest.MANIFEST, key))
-                target.put(row["index"] - 1, block[offset])
+                if position not in linked:
+                    target.put(row["index"] - 1, block[at[position]])
                 logits[row["index"] - 1] = shard_logits[position]
                 rows[row["index"]], predicted[row["index"]] = row, shard_predicted[name]
     array_names = target.close()
@@ -332,7 +338,24 @@ class _MergedArrays:
 
     def __init__(self, out: Path, total: int, chunk_rows: int | None):
         self.out, self.total, self.chunk_rows = out, total, chunk_rows
-        self.row_shape, self._open = None, {}
+        self.row_shape, self._open, self._linked = None, {}, {}
+
+    def link_chunks(self, shard: Path, spans, index_of, row_shape) -> set[int]:
+        """Link (not copy) each chunk of ``shard`` that holds exactly the merged chunk of its name:
+        a job of a big run wrote whole chunks of its own. Returns the shard positions linked."""
+        done: set[int] = set()
+        size = self.chunk_rows
+        for name, positions in spans if size else ():
+            number = int(Path(name).stem)
+            first = number * size
+            if (name == arrays.chunk_name(number) and len(positions)
+                    == min(size, self.total - first) and all(
+                        index_of(p) == first + 1 + k for k, p in enumerate(positions))):
+                self.row_shape = self.row_shape or tuple(row_shape)
+                _place(shard / name, self.out / name)
+                self._linked[number] = name
+                done.update(positions)
+        return done
 
     def put(self, position: int, row: np.ndarray) -> None:
         self.row_shape = self.row_shape or tuple(row.shape)
@@ -348,13 +371,11 @@ class _MergedArrays:
 
     def close(self) -> list[str]:
         """Flush the files; return their names, in order."""
-        names = []
-        for number in sorted(self._open):
-            name, array = self._open[number]
+        for _, array in self._open.values():
             array.flush()
-            names.append(name)
+        names = {number: name for number, (name, _) in self._open.items()} | self._linked
         self._open.clear()
-        return names
+        return [names[number] for number in sorted(names)]
 
 
 def _copy_run_files(out: Path, shard_dirs: list[Path]) -> None:

@@ -54,12 +54,15 @@ def sample_key(index: int) -> str:
 
 
 def job_requests(requests, shard: int, num_shards: int, shard_size: int):
-    """The requests job ``shard`` of ``num_shards`` makes: those of the whole output shards
-    ``shard``, ``shard + num_shards``, … (``requests`` in image order). A lazy plan stays lazy:
+    """The requests job ``shard`` of ``num_shards`` makes: those of the whole blocks of
+    ``shard_size`` images (output shards) ``shard``, ``shard + num_shards``, … (``requests`` in
+    image order). A lazy plan stays lazy:
     the result is a :class:`Chain` of its slices, one per output shard."""
     if not len(requests):
         return []
-    first, last = requests[0].index, requests[-1].index
+    indices = getattr(requests, "indices", None)  # a Plan's numbers, without making a request
+    first, last = ((indices[0], indices[-1]) if isinstance(indices, range)
+                   else (requests[0].index, requests[-1].index))
     if last - first != len(requests) - 1:  # not numbered one by one: pick them out
         return [r for r in requests if shard_of(r.index, shard_size) % num_shards == shard]
     low = shard_of(first, shard_size)
@@ -69,6 +72,25 @@ def job_requests(requests, shard: int, num_shards: int, shard_size: int):
         start = max(number * shard_size + 1 - first, 0)  # position of its first image
         parts.append(requests[start:(number + 1) * shard_size + 1 - first])
     return Chain(parts)
+
+
+def block_counts(requests, shard_size: int) -> dict[int, int]:
+    """How many of ``requests`` each block (output shard, array chunk) holds, by its number;
+    counted from the numbers of a plan's slices where it can, without making a request."""
+    counts: dict[int, int] = {}
+    for part in requests.parts if isinstance(requests, Chain) else [requests]:
+        indices = getattr(part, "indices", None)
+        if not (isinstance(indices, range) and indices.step == 1):
+            for request in part:
+                number = shard_of(request.index, shard_size)
+                counts[number] = counts.get(number, 0) + 1
+            continue
+        for number in range(shard_of(indices.start, shard_size),
+                            shard_of(indices.stop - 1, shard_size) + 1 if len(indices) else 0):
+            low = max(indices.start, number * shard_size + 1)
+            high = min(indices.stop - 1, (number + 1) * shard_size)
+            counts[number] = counts.get(number, 0) + high - low + 1
+    return counts
 
 
 class Chain(Sequence):
@@ -181,12 +203,10 @@ class ShardWriter:
     # --- the Writer contract ----------------------------------------------------------------
 
     def complete(self, requests):
-        for request in requests:
-            number = shard_of(request.index, self.shard_size)
-            self._counts[number] = self._counts.get(number, 0) + 1
+        self._counts = block_counts(requests, self.shard_size)
         complete = {n for n, count in self._counts.items() if self._is_complete(n, count)}
         kept = Ranges()
-        for request in requests:
+        for request in requests if complete else ():
             if shard_of(request.index, self.shard_size) in complete:
                 kept.add(request.index)
         return {}, kept

@@ -4,9 +4,12 @@ The run dir holds, per image, ``generated_image_N.png`` and ``preprocessed_image
 array as the model saw it, as an image), one manifest row each in ``metadata.jsonl``; the
 preprocessed arrays in ``preprocessed.npy`` (rows in the order of ``preprocessed_index.json``),
 the logits in ``predictions.npy`` and ``predictions.json``, and the contact sheets. A run of
-more than ``output.subdirs_above`` images puts its PNGs into subdirs ``00000/``, ``00001/``, … of
-at most a thousand files and its arrays into ``preprocessed/00000.npy``, … of
-``output.shard_size`` rows each. A rerun keeps every complete image and rebuilds the arrays.
+more than ``output.subdirs_above`` planned images puts its PNGs into subdirs ``00000/``,
+``00001/``, … of at most a thousand files and its arrays into chunks ``preprocessed/00000.npy``, …
+of ``output.shard_size`` rows, named by the images they hold over the whole run (chunk ``k``
+holds images ``k * shard_size + 1`` …), so each job of a sharded run writes whole chunks of its
+own and ``ailusion merge`` links them. A rerun keeps every complete image and rebuilds the
+arrays.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ailusion import png
 from ailusion.rundir import arrays, files, manifest
 from ailusion.rundir.records import FILE_KEYS
 from ailusion.rundir.sheets import ContactSheets
-from ailusion.rundir.shards import INFO
+from ailusion.rundir.shards import INFO, block_counts, shard_of
 
 
 class ImageFolderWriter:
@@ -42,6 +45,7 @@ class ImageFolderWriter:
         self.logits: list[np.ndarray] = []
         self._array, self._array_tmp, self._rows_in_array = None, None, 0
         self._chunk = 0
+        self._chunk_rows: dict[int, int] = {}  # this job's images in each chunk it writes
         self._manifest = None
         self.sheets = None
 
@@ -54,7 +58,11 @@ class ImageFolderWriter:
 
     def start(self, requests, info, done) -> None:
         self.info, self.total = info, len(requests)
-        self.subdirs = self.total > self.subdirs_above
+        # By the run's planned count, not this job's: every job (and the merged dir) names its
+        # files and chunks as the unsharded run does.
+        self.subdirs = info.planned > self.subdirs_above
+        if self.subdirs:
+            self._chunk_rows = block_counts(requests, self.shard_size)
         manifest.write_manifest(self.run_dir, done)
         files.write_json(self.run_dir / INFO, info.to_json())
         self._manifest = manifest.ManifestWriter(self.run_dir)
@@ -76,6 +84,8 @@ class ImageFolderWriter:
             sample.view, self.run_dir / name, **self.png)
 
     def add(self, sample) -> None:
+        if self.subdirs and self._array is None:
+            self._chunk = shard_of(sample.index, self.shard_size)
         try:
             self._append_array(sample.array)
         except OSError as exc:  # named as the file it becomes, not its temporary name
@@ -92,8 +102,7 @@ class ImageFolderWriter:
         # Rows arrive in order, so the .npy is appended to with plain writes: a memmap would keep
         # every written page in this process's resident memory until the end.
         if self._array is None:
-            rows = min(self.shard_size, self.total - self._chunk * self.shard_size)
-            rows = rows if self.subdirs else self.total
+            rows = self._chunk_rows[self._chunk] if self.subdirs else self.total
             self._array_tmp = self._array_path().with_name(f".{self._array_path().name}.tmp")
             self._array_tmp.parent.mkdir(exist_ok=True)
             self._array_tmp.unlink(missing_ok=True)  # a killed run's (claim.start drops the top's)
@@ -120,7 +129,7 @@ class ImageFolderWriter:
             raise files.write_error(self._array_path(), exc) from exc
         os.replace(self._array_tmp, self._array_path())
         self.sha256[str(self._array_path().relative_to(self.run_dir))] = self._array.hexdigest()
-        self._array, self._rows_in_array, self._chunk = None, 0, self._chunk + 1
+        self._array, self._rows_in_array = None, 0
 
     def finish(self) -> None:
         self.sheets.close()
