@@ -151,16 +151,19 @@ def test_a_complete_shard_with_one_byte_changed_is_detected_and_written_again(
 def test_a_rerun_keeps_what_it_skips_as_ranges_not_one_number_per_image(tmp_path):
     from types import SimpleNamespace
 
-    from ailusion.planning import per_prompt
+    from ailusion.planning import Plan, per_prompt
     from ailusion.plugins.output.webdataset import WebDatasetWriter
     from ailusion.stages import Prompt
 
     run(tmp_path / "run", "webdataset")
     config = SimpleNamespace(shard_size=3, format="webdataset")
     writer = WebDatasetWriter(config, SimpleNamespace(run_dir=tmp_path / "run", config={}))
-    done, kept = writer.complete(per_prompt([Prompt("p")] * 8, 1))
+    plan, calls = per_prompt([Prompt("p")] * 8, 1), []
+    counting = Plan(len(plan), lambda index: calls.append(index) or plan.request(index))
+    done, kept = writer.complete(shards.job_requests(counting, 0, 1, 3))
     assert done == {} and len(kept) == 8 and 8 in kept and 9 not in kept and 0 not in kept
     assert kept.ranges() == [range(1, 9)]  # one range for the eight complete images
+    assert calls == []  # counted from the plan's numbers: no request is made
 
 
 def test_ranges_hold_numbers_added_in_order():

@@ -74,22 +74,27 @@ def job_requests(requests, shard: int, num_shards: int, shard_size: int):
     return Chain(parts)
 
 
-def block_counts(requests, shard_size: int) -> dict[int, int]:
-    """How many of ``requests`` each block (output shard, array chunk) holds, by its number;
-    counted from the numbers of a plan's slices where it can, without making a request."""
-    counts: dict[int, int] = {}
+def block_spans(requests, shard_size: int) -> Iterator[tuple[int, range]]:
+    """``(block number, image numbers)`` of ``requests`` block after block (output shards, array
+    chunks), in order; from the numbers of a plan's slices where it can, without making a
+    request."""
     for part in requests.parts if isinstance(requests, Chain) else [requests]:
         indices = getattr(part, "indices", None)
         if not (isinstance(indices, range) and indices.step == 1):
             for request in part:
-                number = shard_of(request.index, shard_size)
-                counts[number] = counts.get(number, 0) + 1
+                yield shard_of(request.index, shard_size), range(request.index, request.index + 1)
             continue
         for number in range(shard_of(indices.start, shard_size),
                             shard_of(indices.stop - 1, shard_size) + 1 if len(indices) else 0):
             low = max(indices.start, number * shard_size + 1)
-            high = min(indices.stop - 1, (number + 1) * shard_size)
-            counts[number] = counts.get(number, 0) + high - low + 1
+            yield number, range(low, min(indices.stop, (number + 1) * shard_size + 1))
+
+
+def block_counts(requests, shard_size: int) -> dict[int, int]:
+    """How many of ``requests`` each block holds, by its number (:func:`block_spans`)."""
+    counts: dict[int, int] = {}
+    for number, span in block_spans(requests, shard_size):
+        counts[number] = counts.get(number, 0) + len(span)
     return counts
 
 
@@ -130,14 +135,20 @@ class Ranges:
         self._len = 0
 
     def add(self, index: int) -> None:
-        if self._stops and index < self._stops[-1]:
-            raise ValueError(f"image {index} added after {self._stops[-1] - 1}")
-        if self._stops and self._stops[-1] == index:
-            self._stops[-1] += 1
+        self.add_range(range(index, index + 1))
+
+    def add_range(self, numbers: range) -> None:
+        """Add the consecutive numbers ``numbers``, all above those added so far."""
+        if not len(numbers):
+            return
+        if self._stops and numbers.start < self._stops[-1]:
+            raise ValueError(f"image {numbers.start} added after {self._stops[-1] - 1}")
+        if self._stops and self._stops[-1] == numbers.start:
+            self._stops[-1] = numbers.stop
         else:
-            self._starts.append(index)
-            self._stops.append(index + 1)
-        self._len += 1
+            self._starts.append(numbers.start)
+            self._stops.append(numbers.stop)
+        self._len += len(numbers)
 
     def __contains__(self, index) -> bool:
         k = bisect.bisect_right(self._starts, index) - 1
@@ -206,9 +217,9 @@ class ShardWriter:
         self._counts = block_counts(requests, self.shard_size)
         complete = {n for n, count in self._counts.items() if self._is_complete(n, count)}
         kept = Ranges()
-        for request in requests if complete else ():
-            if shard_of(request.index, self.shard_size) in complete:
-                kept.add(request.index)
+        for number, span in block_spans(requests, self.shard_size) if complete else ():
+            if number in complete:
+                kept.add_range(span)
         return {}, kept
 
     def start(self, requests, info: RunInfo, done) -> None:
