@@ -75,10 +75,11 @@ ailusion.run({overrides!r}, run_dir={run_dir!r}, pm=pm)
 """
 
 
-def kill_at(run_dir: Path, fmt: str, at) -> None:
+def kill_at(run_dir: Path, fmt: str, at, *more) -> None:
     """Run in a child process and SIGKILL it once image ``at`` is written, or just before it
     writes the file named ``at``."""
-    script = KILLER.format(tests=str(TESTS), at=at, overrides=overrides(fmt), run_dir=str(run_dir))
+    script = KILLER.format(tests=str(TESTS), at=at, overrides=overrides(fmt, *more),
+                           run_dir=str(run_dir))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
 
@@ -107,6 +108,20 @@ def test_killed_run_resumes_byte_identical(fmt, at, kept, tmp_path, references):
     for n, mtime in complete_before.items():  # a complete shard is never written again
         assert (run_dir / shards.shard_name(n, SUFFIX[fmt])).stat().st_mtime_ns == mtime
     got, want = snapshot(run_dir), snapshot(references / fmt)
+    assert sorted(got) == sorted(want)
+    assert [name for name in want if got[name] != want[name]] == []
+
+
+@pytest.mark.parametrize("at, kept", [(3, 3), (7, 4)])  # at a chunk boundary, mid-chunk
+def test_a_killed_job_of_a_big_imagefolder_run_resumes_byte_identical(at, kept, tmp_path):
+    # chunks of 3 images: job 0 makes chunks 0 and 2, images 1-3 and 7-8
+    big = ("output.subdirs_above=2", "shard=0", "num_shards=2")
+    run(tmp_path / "reference", "imagefolder", *big)
+    kill_at(tmp_path / "run", "imagefolder", at, *big)
+    result = run(tmp_path / "run", "imagefolder", *big)
+    assert (result.summary["skipped"], result.summary["written"]) == (kept, 5 - kept)
+    got, want = snapshot(tmp_path / "run"), snapshot(tmp_path / "reference")
+    assert "preprocessed/00002.npy" in want and "preprocessed/00001.npy" not in want
     assert sorted(got) == sorted(want)
     assert [name for name in want if got[name] != want[name]] == []
 
