@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import AilusionError
 
 EXTRA = "pip install 'ailusion[digits]'"
+RESOLVER = "real_digits"  # eval_dir: ${real_digits:} in conf/experiment/digits.yaml
 
 
 def load_digits():
@@ -55,6 +56,33 @@ def write_digits(folder: Path, dark_on_light: bool = False) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(images)
+
+
+def cached_digits() -> str:
+    """The digits' folder in the cache dir, written by :func:`write_digits` the first time: what
+    ``${real_digits:}`` (``experiment=digits``'s ``eval_dir``) resolves to."""
+    from .paths import cache_dir
+
+    folder = cache_dir() / "digits"
+    if not folder.is_dir():
+        try:
+            write_digits(folder)
+        except (AilusionError, OSError) as exc:
+            if folder.is_dir():  # another job of the sweep renamed its copy into place first
+                return str(folder)
+            if isinstance(exc, AilusionError) and "scikit-learn" in str(exc):
+                raise AilusionError(f"eval_dir: the real digits need scikit-learn: {EXTRA} "
+                                    "(or give eval_dir=DIR)") from None
+            raise
+    return str(folder)
+
+
+def register_resolver() -> None:
+    """Register ``${real_digits:}`` with OmegaConf (once; resolved only when a job reads it)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, cached_digits)
 
 
 def digits_command(argv: list[str]) -> int:

@@ -24,11 +24,21 @@ class AilusionWarning(UserWarning):
     """A warning from ailusion, shown as one line: ``ailusion: warning: MESSAGE``."""
 
 
+def resolver_error(exc: BaseException) -> AilusionError | None:
+    """The :class:`AilusionError` a config resolver (``${real_digits:}``) raised, which OmegaConf
+    wraps in its own resolution error; None for any other error."""
+    while exc is not None and not isinstance(exc, AilusionError):
+        exc = exc.__context__
+    return exc
+
+
 def error_line(exc: BaseException) -> str:
     """``exc`` as one line: the message of a user error, the type too for anything else."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if isinstance(exc, OmegaConfBaseException) and resolver_error(exc) is not None:
+        exc = resolver_error(exc)  # its own line, not OmegaConf's wrapping of it
     if isinstance(exc, (AilusionError, HydraException, OmegaConfBaseException)):
         text = str(exc).split("Config search path:")[0]
         if isinstance(exc.__cause__, OmegaConfBaseException):  # its next lines repeat the key

@@ -51,8 +51,12 @@ class AilusionConfig:
 
 
 def register_configs() -> None:
-    """Store the schema as ``ailusion_schema`` for the defaults list of ``config.yaml``."""
+    """Store the schema as ``ailusion_schema`` for the defaults list of ``config.yaml``, and
+    register the resolvers the configs use."""
+    from .digits import register_resolver
+
     ConfigStore.instance().store(name="ailusion_schema", node=AilusionConfig)
+    register_resolver()
 
 
 def check_config_keys(config: DictConfig) -> None:

@@ -53,3 +53,43 @@ def test_a_full_dir_is_refused_and_left_alone(tmp_path):
     ]
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["mine.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_experiment_digits_evaluates_on_the_cached_digits_by_default(tmp_path, monkeypatch):
+    from ailusion.api import compose_config
+
+    monkeypatch.setenv("AILUSION_CACHE", str(tmp_path / "cache"))
+    config = compose_config(["experiment=digits"])
+    assert config.eval_dir == str(tmp_path / "cache" / "digits")
+    counts = [len(list((tmp_path / "cache" / "digits" / str(d)).glob("*.png")))
+              for d in range(10)]
+    assert sum(counts) == 1797
+    again = compose_config(["experiment=digits"])
+    assert again.eval_dir == config.eval_dir  # written once, then read from the cache
+    given = compose_config(["experiment=digits", f"eval_dir={tmp_path / 'mine'}"])
+    assert given.eval_dir == str(tmp_path / "mine")
+
+
+def test_default_eval_dir_without_scikit_learn_names_the_extra(tmp_path, monkeypatch):
+    from ailusion.digits import cached_digits
+    from ailusion.errors import AilusionError
+
+    monkeypatch.setenv("AILUSION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails
+    with pytest.raises(AilusionError, match=r"^eval_dir: the real digits need scikit-learn: "
+                                            r"pip install 'ailusion\[digits\]' \(or give eval_dir=DIR\)$"):
+        cached_digits()
+    assert not (tmp_path / "cache" / "digits").exists()
+
+
+def test_experiment_digits_without_scikit_learn_fails_in_one_line(tmp_path):
+    code = ("import sys; sys.modules['sklearn'] = None; from ailusion.cli import main; "
+            "sys.argv = ['ailusion', 'experiment=digits', 'hydra.run.dir=" + str(tmp_path / "run")
+            + "']; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ,
+                                            "AILUSION_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["ailusion: error: eval_dir: the real digits need scikit-learn: "
+                     "pip install 'ailusion[digits]' (or give eval_dir=DIR)"], proc.stderr

@@ -175,6 +175,12 @@ def _digits_without_sklearn(run_dir, monkeypatch):
     write_digits(run_dir)
 
 
+def _digits_experiment_without_sklearn(run_dir, monkeypatch):
+    monkeypatch.setenv("AILUSION_CACHE", str(run_dir / "cache"))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    ailusion.run(["experiment=digits", "progress=false"], run_dir=run_dir / "run")
+
+
 def _train(run_dir, *overrides, data=None, pm=None):
     from labelled_data import shared_run
 
@@ -265,6 +271,7 @@ API_SCENARIOS = {
     "merge-missing-shard": lambda run_dir, _: _merge_missing_shard(run_dir),
     "digits-dir-not-empty": lambda run_dir, _: _digits_into_full_dir(run_dir),
     "digits-needs-sklearn": _digits_without_sklearn,
+    "digits-experiment-needs-sklearn": _digits_experiment_without_sklearn,
     "model-forward-raises": lambda run_dir, _: ailusion.run(
         [*FAST, "prompts=[a,b,c]", "model.plugin=failing"], run_dir=run_dir, pm=plugin_manager()),
     "model-wrong-shape": lambda run_dir, _: ailusion.run(

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import AilusionError
+from ..errors import AilusionError, resolver_error
 from . import files, manifest, records
 
 LOCK_FILE = ".ailusion.lock"
@@ -40,6 +40,8 @@ def fingerprint(config, plan_sha256: str) -> dict:
     try:
         values = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as exc:
+        if resolver_error(exc) is not None:  # ${real_digits:}'s own one line
+            raise resolver_error(exc) from None
         message = str(exc).splitlines()[0]
         raise AilusionError(f"{getattr(exc, 'full_key', None) or 'config'}: {message}") from None
     # The prompts file counts by its content, not its path: the same path holding other text is
