@@ -154,7 +154,8 @@ def _run(config, run_dir: Path, pm, stages, requests, record, started: float,
     pm.hook.run_start(config=config, run_dir=run_dir, requests=requests)
 
     # 4. Stream: generate here; save, preprocess and forward on the consumer's threads
-    outputs = Outputs(run_dir, len(requests), preprocessor, model, writer, ids)
+    outputs = Outputs(run_dir, len(requests), preprocessor, model, writer, ids,
+                      batch_size=_batch_size(config))
     if hasattr(model, "save"):
         outputs.write(model.save, run_dir)
     group = None

@@ -174,3 +174,40 @@ def test_sheets_encoded_whole_by_fpng_or_line_by_line_by_zlib_are_the_same_pictu
         with Image.open(io.BytesIO(fast[name])) as a, Image.open(io.BytesIO(streamed[name])) as b:
             assert a.size == b.size
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class StalledWriter:
+    """A writer whose encoding waits until ``release`` is set."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def names(self, index):
+        return {}
+
+    def encode(self, sample):
+        self.release.wait(10)
+
+
+def test_the_encoders_take_two_batches_of_work_before_the_consumer_waits(tmp_path):
+    from types import SimpleNamespace
+
+    from ailusion.rundir.outputs import Outputs
+    from ailusion.stages import ImageRequest
+
+    writer, batch_size = StalledWriter(), 8
+    outputs = Outputs(tmp_path, 64, None, SimpleNamespace(labels=["a"]), writer,
+                      batch_size=batch_size)
+    image = Image.new("RGB", (8, 8), "white")
+    # each image is two encodes: two batches' worth of encodes is 2 × 2 × batch_size
+    submitted = threading.Thread(target=lambda: [
+        outputs.begin(ImageRequest(index=i, prompt="p", seed=i),
+                      SimpleNamespace(image=image, info={}))
+        for i in range(1, 4 * batch_size + 1)])
+    submitted.start()
+    submitted.join(2)
+    stalled = submitted.is_alive()
+    writer.release.set()
+    submitted.join()
+    outputs._pool.shutdown()
+    assert not stalled

@@ -31,7 +31,7 @@ class Outputs:
     """Everything a run writes into its run dir, through its writer."""
 
     def __init__(self, run_dir: Path, total: int, preprocessor, model, writer,
-                 class_ids: dict[str, int] | None = None):
+                 class_ids: dict[str, int] | None = None, batch_size: int = 8):
         self.run_dir, self.total, self.writer = Path(run_dir), total, writer
         self.class_ids = class_ids  # {class: label_id} in a labelled run, else None
         self.preprocessor, self.labels = preprocessor, list(model.labels)
@@ -42,7 +42,10 @@ class Outputs:
         self._pool = ThreadPoolExecutor(
             workers, thread_name_prefix="ailusion-io", initializer=yield_to_generation
         )
-        self._in_flight = threading.BoundedSemaphore(4 * workers)
+        # Two encodes per image, and the consumer submits a batch's at once, then preprocesses
+        # and forwards the next: room for two batches keeps the encoders busy meanwhile (with
+        # room for fewer, the pool ran out of work 5% of a run while the consumer was busy).
+        self._in_flight = threading.BoundedSemaphore(4 * batch_size + 2 * workers)
         self._pending: deque[tuple[Sample, list[Future]]] = deque()
         self._begun: dict[int, tuple[Sample, Future]] = {}  # by image index: see begin()
         self.hook = None  # set by the Consumer: called with each complete row
