@@ -1,6 +1,6 @@
 """The digits recipe as a plain PyTorch script: the yardstick ``bench/digits.py`` holds ailusion to.
 
-    python bench/digits_plain.py EVAL_DIR [--conv-layers 2 --pooling max] [--real]
+    python bench/digits_plain.py EVAL_DIR [--conv-layers 2 --pooling mean] [--real]
 
 The same recipe as ``conf/experiment/digits.yaml`` (read from it, so the two cannot drift): the
 glyph images drawn in memory by the glyphs generator's own renderer, grayscale 28×28 with Pillow
@@ -86,8 +86,8 @@ def model(conv_layers: int, pooling: str | None, channels: int, size: int, class
     for block in range(conv_layers):
         cout = channels * 2 ** block
         layers += [nn.Conv2d(cin, cout, 3), nn.ReLU()]
-        if pooling == "max":
-            layers.append(nn.MaxPool2d(2))
+        if pooling in ("max", "mean"):
+            layers.append(nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2))
         cin = cout
     body = nn.Sequential(*layers)
     features = body(torch.zeros(1, 1, size, size)).numel()
