@@ -99,7 +99,7 @@ def test_a_small_optuna_search_completes_and_names_the_best(tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     searched = {"generator.rotation", "generator.shear", "generator.elastic", "generator.blur",
-                "train.lr"}
+                "generator.thickness", "train.lr"}
     assert set(results["best_params"]) == searched
     rows = read_csv(tmp_path / "sweep" / "summary.csv")
     assert len(rows) == 3 and {r["objective"] for r in rows} == {"eval_accuracy"}
