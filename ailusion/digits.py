@@ -22,6 +22,10 @@ EXTRA = "pip install 'ailusion[digits]'"
 RESOLVER = "real_digits"  # eval_dir: ${real_digits:} in conf/experiment/digits.yaml
 
 
+class NeedsScikitLearn(AilusionError):
+    """scikit-learn, which holds the digits, is not installed."""
+
+
 def load_digits():
     """(images (1797, 8, 8) uint8 in 0–255, targets (1797,) int); one-line error without sklearn."""
     import numpy as np
@@ -29,7 +33,8 @@ def load_digits():
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise AilusionError(f"ailusion digits: needs scikit-learn; install it with {EXTRA}") from None
+        raise NeedsScikitLearn(f"ailusion digits: needs scikit-learn; install it with {EXTRA}") \
+            from None
     data = sklearn_digits()
     images = np.rint(np.asarray(data.images, dtype=np.float64) * 255 / 16).astype(np.uint8)
     return images, np.asarray(data.target, dtype=int)
@@ -67,13 +72,12 @@ def cached_digits() -> str:
     if not folder.is_dir():
         try:
             write_digits(folder)
-        except (AilusionError, OSError) as exc:
-            if folder.is_dir():  # another job of the sweep renamed its copy into place first
-                return str(folder)
-            if isinstance(exc, AilusionError) and "scikit-learn" in str(exc):
-                raise AilusionError(f"eval_dir: the real digits need scikit-learn: {EXTRA} "
-                                    "(or give eval_dir=DIR)") from None
-            raise
+        except NeedsScikitLearn:
+            raise AilusionError(f"eval_dir: the real digits need scikit-learn: {EXTRA} "
+                                "(or give eval_dir=DIR)") from None
+        except (AilusionError, OSError):
+            if not folder.is_dir():  # else another job of the sweep put its copy in place first
+                raise
     return str(folder)
 
 
