@@ -2,7 +2,10 @@
 
 :class:`Consumer` takes images from the generating thread through a bounded queue and runs the
 preprocessor and the model on batches, on its own thread, at a lower priority than generation;
-:class:`ailusion.rundir.outputs.Outputs` writes what comes out.
+a second thread, the recorder, hands each processed batch to
+:class:`ailusion.rundir.outputs.Outputs`, which writes what comes out (the rows, the arrays, the
+contact sheet), so that recording one batch overlaps the preprocessing and forward pass of the
+next.
 """
 
 from __future__ import annotations
@@ -35,12 +38,17 @@ class Consumer:
         self.group = group or (lambda index: 0)
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=2 * batch_size)
+        # Processed batches waiting for the recorder: one being recorded, one more ready.
+        self._processed: queue.Queue = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._run, name="ailusion-consumer", daemon=True)
+        self._recorder = threading.Thread(target=self._record, name="ailusion-recorder",
+                                          daemon=True)
         self._stopped, self._started = threading.Event(), threading.Event()
         outputs.hook = lambda row: pm.hook.image_written(record=row, run_dir=outputs.run_dir)
 
     def __enter__(self) -> "Consumer":
         self._thread.start()
+        self._recorder.start()
         # The generating thread waits while the worker sets its threads up: torch's process-wide
         # thread count changes for a moment then, and the generating thread's must not.
         self._started.wait()
@@ -48,29 +56,34 @@ class Consumer:
 
     def put(self, request, generated) -> None:
         """Hand one image over; blocks while the workers are behind, raises if they failed."""
-        while True:
-            if self.error is not None:
-                raise self.error
+        if not self._hand(self._queue, (request, generated)) and self.error is not None:
+            raise self.error
+
+    def _hand(self, into: queue.Queue, item) -> bool:
+        """Put ``item`` into ``into`` unless a worker failed or the run stopped first (a thread
+        that failed reads no more: a plain put() on a full queue would wait forever)."""
+        while self.error is None and not self._stopped.is_set():
             try:
-                self._queue.put((request, generated), timeout=0.1)
-                return
+                into.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def _fail(self, exc: BaseException) -> None:
+        """Keep a worker's error for the generating thread, and stop the other worker."""
+        if self.error is None:
+            self.error = exc
+        self._stopped.set()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._stopped.set()
-            self._thread.join()
-            return
-        # A consumer that failed reads no more: a plain put() on a full queue would wait forever.
-        while self.error is None and self._thread.is_alive():
-            try:
-                self._queue.put(_STOP, timeout=0.1)
-                break
-            except queue.Full:
-                continue
+        elif self._thread.is_alive():
+            self._hand(self._queue, _STOP)
         self._thread.join()
-        if self.error is not None:
+        self._recorder.join()
+        if exc_type is None and self.error is not None:
             raise self.error
 
     def _run(self) -> None:
@@ -98,9 +111,25 @@ class Consumer:
                     self._process(batch)
                     batch = []
                 if item is _STOP:
+                    self._hand(self._processed, _STOP)
                     return
         except BaseException as exc:  # handed to the generating thread by put() or __exit__
-            self.error = exc
+            self._fail(exc)
+
+    def _record(self) -> None:
+        """The recorder: each processed batch to the outputs, in order (see the module doc)."""
+        yield_to_generation()
+        try:
+            while not self._stopped.is_set():
+                try:
+                    item = self._processed.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _STOP:
+                    return
+                self.outputs.add_batch(*item)
+        except BaseException as exc:  # handed to the generating thread by put() or __exit__
+            self._fail(exc)
 
     def _process(self, items) -> None:
         from PIL import Image
@@ -120,7 +149,7 @@ class Consumer:
         inputs = arrays.astype(np.float32, copy=False)
         logits = np.asarray(self.model.forward(inputs), dtype=np.float32)
         _check_shape("model.forward", logits, (len(images), len(self.outputs.labels)))
-        self.outputs.add_batch(batch, images, arrays, logits)
+        self._hand(self._processed, (batch, images, arrays, logits))
 
 
 def _check_shape(what: str, array: np.ndarray, expected: tuple) -> None:

@@ -211,3 +211,132 @@ def test_the_encoders_take_two_batches_of_work_before_the_consumer_waits(tmp_pat
     submitted.join()
     outputs._pool.shutdown()
     assert not stalled
+
+
+class OverlapModel(MeanModel):
+    """Model ``overlap``: sets ``second_forward`` when its second batch's forward starts."""
+
+    second_forward = threading.Event()
+    calls = 0
+
+    def forward(self, batch):
+        OverlapModel.calls += 1
+        if OverlapModel.calls == 2:
+            OverlapModel.second_forward.set()
+        return super().forward(batch)
+
+
+class OverlapPlugin:
+    @hookimpl
+    def register_models(self):
+        return {"overlap": OverlapModel}
+
+
+def test_recording_a_batch_overlaps_the_forward_pass_of_the_next(tmp_path, monkeypatch):
+    from ailusion.rundir import outputs
+
+    add_batch, waited = outputs.Outputs.add_batch, []
+
+    def recording(self, *args):  # the first batch's recording waits for the next forward pass
+        if not waited:
+            waited.append(OverlapModel.second_forward.wait(20))
+        return add_batch(self, *args)
+
+    monkeypatch.setattr(outputs.Outputs, "add_batch", recording)
+    OverlapModel.second_forward.clear()
+    OverlapModel.calls = 0
+    pm = plugin_manager()
+    pm.register(OverlapPlugin())
+    result = ailusion.run([*FAST, "prompts=[a,b,c,d]", "model.plugin=overlap",
+                           "model.batch_size=2"], run_dir=tmp_path / "run", pm=pm)
+    assert waited == [True]
+    assert result.summary["written"] == 4
+
+
+class FailingAddWriterPlugin:
+    """Format ``failing_add``: imagefolder whose third image cannot be recorded."""
+
+    @hookimpl
+    def register_writers(self):
+        from ailusion.plugins.output.imagefolder import ImageFolderWriter
+
+        class Failing(ImageFolderWriter):
+            def add(self, sample):
+                if sample.index == 3:
+                    raise OSError(28, "No space left on device")
+                super().add(sample)
+
+        return {"failing_add": Failing}
+
+
+def test_a_recorder_failure_stops_the_run_with_its_error_and_keeps_what_is_complete(tmp_path):
+    pm = plugin_manager()
+    pm.register(FailingAddWriterPlugin())
+    with pytest.raises(OSError, match="No space left"):
+        ailusion.run([*FAST, "prompts=[a,b,c,d,e,f]", "output.format=failing_add",
+                      "model.batch_size=2"], run_dir=tmp_path / "run", pm=pm)
+    run = tmp_path / "run"
+    kept = [__import__("json").loads(line)["index"] for line in open(run / "metadata.jsonl")]
+    assert kept[:2] == [1, 2] and 3 not in kept  # the failed one is made again by a rerun
+    assert not (run / "predictions.json").exists()
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_predictions_json_is_streamed_in_the_arrays_order_and_left_whole(tmp_path):
+    import json
+
+    result = ailusion.run([*FAST, "prompts=[a,b,c,d,e]", "model.batch_size=2"],
+                          run_dir=tmp_path / "run", pm=plugin_manager())
+    run = tmp_path / "run"
+    predictions = json.loads((run / "predictions.json").read_text())
+    order = json.loads((run / "preprocessed_index.json").read_text())
+    assert predictions["labels"] == result.labels
+    assert [image["file_name"] for image in predictions["images"]] == order
+    rows = {row["file_name"]: row for row in map(json.loads, open(run / "metadata.jsonl"))}
+    for position, image in enumerate(predictions["images"]):
+        row = rows[image["file_name"]]
+        assert image == {k: row[k] for k in ("file_name", "index", "prediction", "probability",
+                                             "logits")}
+        np.testing.assert_allclose(image["logits"], result.predictions[position], rtol=1e-6)
+
+
+def test_a_manifest_appended_in_order_is_not_rewritten_and_a_resumed_one_is(
+        tmp_path, monkeypatch):
+    import json
+
+    from ailusion.rundir import manifest
+
+    rewrites, write_manifest = [], manifest.write_manifest
+    monkeypatch.setattr(manifest, "write_manifest",
+                        lambda run_dir, rows: rewrites.append(sorted(rows)) or
+                        write_manifest(run_dir, rows))
+    run = tmp_path / "run"
+    ailusion.run([*FAST, "prompts=[a,b,c,d]"], run_dir=run, pm=plugin_manager())
+    assert rewrites == [[]]  # only the start's (no rows kept)
+    # a resumed run whose kept rows are not all before the new ones ends sorted, rewritten
+    lines = (run / "metadata.jsonl").read_text().splitlines()
+    (run / "metadata.jsonl").write_text("\n".join([lines[0], lines[2]]) + "\n")
+    rewrites.clear()
+    ailusion.run([*FAST, "prompts=[a,b,c,d]"], run_dir=run, pm=plugin_manager())
+    assert rewrites == [[1, 3], [1, 2, 3, 4]]
+    assert [json.loads(line)["index"] for line in open(run / "metadata.jsonl")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("prompt", ["a magical forest with glowing trees", "Qjgy, pq",
+                                    "москва ночью", "", "x" * 300])
+def test_a_prompt_line_drawn_once_and_pasted_is_the_same_pixels_as_drawn_in_place(prompt):
+    from PIL import ImageDraw
+
+    from ailusion.fonts import font_for
+    from ailusion.rundir.sheets import _CELL_W, _PAD, _fit, _prompt_line
+
+    at = (13, 57)
+    drawn = Image.new("RGB", (_CELL_W + 40, 100), "white")
+    font, text = font_for(prompt)
+    ImageDraw.Draw(drawn).text(at, _fit(font, text, _CELL_W - 2 * _PAD), fill="gray", font=font)
+    pasted = Image.new("RGB", drawn.size, "white")
+    offset, line = _prompt_line(prompt)
+    if line is not None:
+        pasted.paste(line, (at[0] + offset[0], at[1] + offset[1]))
+    np.testing.assert_array_equal(np.asarray(pasted), np.asarray(drawn))
+    assert (line is None) == (not prompt)

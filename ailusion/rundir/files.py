@@ -64,6 +64,47 @@ def write_bytes(path: Path, data: bytes) -> str:
     return records.sha256_bytes(data)
 
 
+class StreamedFile:
+    """A file written piece by piece as a run goes, under a temporary name beside ``path``, and
+    renamed into place whole by :meth:`close` (:meth:`discard` drops it): a reader never sees
+    half of it, and nothing is left to write after the last piece."""
+
+    def __init__(self, path: Path):
+        import hashlib
+
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            self._file = open(self._tmp, "xb")
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        self._sha.update(data)
+
+    def close(self) -> str:
+        """Put the file in place; returns its sha256."""
+        try:
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise write_error(self.path, exc) from exc
+        return self._sha.hexdigest()
+
+    def discard(self) -> None:
+        try:
+            self._file.close()
+        except OSError:  # a full disk cannot take the buffered rest: it is dropped anyway
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+
 def write_error(path: Path, exc: OSError) -> AilusionError:
     """The one-line error for a file that could not be written, naming the file (not its
     temporary name): a full disk, a read-only dir, missing permissions."""

@@ -105,9 +105,14 @@ class ManifestWriter:
     """Appends manifest rows, each one whole or not at all: a line the disk could not take is cut
     off again before the error is raised, so the manifest never ends in a torn row."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, rows: dict[int, dict] | None = None):
+        """Append to the manifest of ``run_dir``, which holds ``rows`` (by index) already."""
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / MANIFEST
+        # Whether the file is sorted by index and holds how many rows: rows appended in order
+        # after the last one there need no rewrite at the end.
+        self._last, self._count = max(rows or {}, default=0), len(rows or {})
+        self._in_order = True
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as exc:
@@ -124,6 +129,8 @@ class ManifestWriter:
             os.ftruncate(self._fd, self._size)
             raise write_error(self.path, exc) from exc
         self._size += len(data)
+        self._in_order = self._in_order and row["index"] > self._last
+        self._last, self._count = max(self._last, row["index"]), self._count + 1
 
     def close(self) -> None:
         if self._fd is not None:
@@ -131,9 +138,11 @@ class ManifestWriter:
             self._fd = None
 
     def finalize(self, rows: dict[int, dict]) -> None:
-        """Rewrite the manifest sorted by index, so a resumed run ends as an uninterrupted one."""
+        """Have the manifest hold ``rows`` sorted by index, so a resumed run ends as an
+        uninterrupted one: rewritten, unless the rows were appended in that order already."""
         self.close()
-        write_manifest(self.run_dir, rows)
+        if not (self._in_order and self._count == len(rows)):
+            write_manifest(self.run_dir, rows)
 
 
 def complete_rows(run_dir: Path, requests) -> dict[int, dict]:

@@ -67,7 +67,8 @@ class ContactSheets:
         self.count = 0
         self._sheet = self._draw = self._png = None
         self._font = None
-        self._prompt_lines: dict[str, str] = {}  # a run repeats its prompts: fit each once
+        # A run repeats its prompts: each is fitted and drawn once, then pasted.
+        self._prompt_lines: dict[str, tuple] = {}
 
     def add(self, row: dict, generated, preprocessed) -> None:
         """Paste one image's cell; ``generated``/``preprocessed`` are images, or None."""
@@ -86,10 +87,10 @@ class ContactSheets:
                   fill="red" if row.get("flagged") else "black", font=font)
         prompt = str(row.get("prompt") or row.get("source") or "")
         if prompt not in self._prompt_lines:
-            font, text = font_for(prompt)  # one that has the prompt's script
-            self._prompt_lines[prompt] = font, _fit(font, text, _CELL_W - 2 * _PAD)
-        font, line = self._prompt_lines[prompt]
-        draw.text((x + _PAD, text_y + _LINE), line, fill="gray", font=font)
+            self._prompt_lines[prompt] = _prompt_line(prompt)
+        offset, line = self._prompt_lines[prompt]
+        if line is not None:
+            self._sheet.paste(line, (x + _PAD + offset[0], text_y + _LINE + offset[1]))
         self.count += 1
         if self.count == self.shown or n == self.per_sheet - 1:
             self._finish_sheet(page)
@@ -149,6 +150,22 @@ class ContactSheets:
             self._draw.text((_PAD, size[1] - _HEADER + _PAD),
                             f"+ {left_out} more images, not shown: see metadata.jsonl",
                             fill="gray", font=font)
+
+
+def _prompt_line(prompt: str):
+    """``(offset, picture)``: ``prompt`` cut to a cell's width and drawn in gray on white,
+    cropped to its ink, to paste at ``offset`` from where the text starts (the same pixels as
+    drawing it there: the sheet is white below the thumbnails); picture None for no ink."""
+    from PIL import Image, ImageDraw
+
+    font, text = font_for(prompt)  # one that has the prompt's script
+    line = _fit(font, text, _CELL_W - 2 * _PAD)
+    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), line, font=font)
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return (0, 0), None
+    picture = Image.new("RGB", (box[2] - box[0], box[3] - box[1]), "white")
+    ImageDraw.Draw(picture).text((-box[0], -box[1]), line, fill="gray", font=font)
+    return (box[0], box[1]), picture
 
 
 def _paste_thumbnail(sheet, image, at: tuple[int, int]) -> None:

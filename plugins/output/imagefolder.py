@@ -15,6 +15,7 @@ arrays.
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from ailusion.rundir import arrays, files, manifest
 from ailusion.rundir.records import FILE_KEYS
 from ailusion.rundir.sheets import ContactSheets
 from ailusion.rundir.shards import INFO, block_counts, shard_of
+
+
+#: What ``predictions.json`` gives of each image, in the order of the arrays' rows.
+PREDICTION_KEYS = ("file_name", "index", "prediction", "probability", "logits")
 
 
 class ImageFolderWriter:
@@ -46,7 +51,7 @@ class ImageFolderWriter:
         self._array, self._array_tmp, self._rows_in_array = None, None, 0
         self._chunk = 0
         self._chunk_rows: dict[int, int] = {}  # this job's images in each chunk it writes
-        self._manifest = None
+        self._manifest = self._predictions = None
         self.sheets = None
 
     def names(self, index: int) -> dict[str, str]:
@@ -65,7 +70,11 @@ class ImageFolderWriter:
             self._chunk_rows = block_counts(requests, self.shard_size)
         manifest.write_manifest(self.run_dir, done)
         files.write_json(self.run_dir / INFO, info.to_json())
-        self._manifest = manifest.ManifestWriter(self.run_dir)
+        self._manifest = manifest.ManifestWriter(self.run_dir, done)
+        # predictions.json is written as rows are added: nothing of it is left for the end.
+        self._predictions = files.StreamedFile(self.run_dir / "predictions.json")
+        self._predictions.write(
+            f'{{"labels": {json.dumps(list(info.labels))}, "images": [\n'.encode("utf-8"))
         self.sheets = ContactSheets(self.run_dir, self.total, files.write_bytes)
 
     def encode(self, sample) -> None:
@@ -96,6 +105,10 @@ class ImageFolderWriter:
         if not sample.kept:  # a kept image's row is in the manifest already
             sample.row.update(sample.encoded)  # the sha256 of each file, as written
             self._manifest.append(sample.row)
+        prediction = {k: sample.row.get(k) for k in PREDICTION_KEYS}
+        separator = ",\n" if len(self.order) > 1 else ""
+        self._predictions.write(
+            (separator + json.dumps(files.json_safe(prediction), allow_nan=False)).encode())
         self.sheets.add(sample.row, sample.image, sample.view)
 
     def _append_array(self, array: np.ndarray) -> None:
@@ -142,19 +155,15 @@ class ImageFolderWriter:
         self.sha256["predictions.npy"] = files.write_bytes(self.run_dir / "predictions.npy",
                                                            encoded.getvalue())
         files.write_json(self.run_dir / "preprocessed_index.json", self.order)
-        by_name = {row["file_name"]: row for row in self.rows.values()}
-        files.write_json(self.run_dir / "predictions.json", {
-            "labels": self.info.labels,
-            "images": [{k: by_name[name][k]
-                        for k in ("file_name", "index", "prediction", "probability",
-                                  "logits")}
-                       for name in self.order],
-        })
+        self._predictions.write(b"\n]}\n")
+        self._predictions.close()
         self._manifest.finalize(self.rows)
 
     def abort(self) -> None:
         if self._manifest is not None:
             self._manifest.close()
+        if self._predictions is not None:
+            self._predictions.discard()
         if self._array is not None:
             try:
                 self._array.close()
