@@ -11,6 +11,10 @@ on CUDA, leaves the CPU and the GIL to the workers). It prints
 
   * L, the physical limit: cores ÷ the single-core cost per image of the work every image needs,
     each stage measured here, now, with ailusion's own code (one thread, no other work running);
+  * L measured with every core busy: the same stages run by one process per core at once.
+    Cores that share caches, memory bandwidth or a host deliver less than ``cores`` times one
+    core's rate (here two Pillow encoders at once reach about 1.7–1.9 times one), so this is the
+    limit the bare work itself reaches on this machine, and C ÷ it what ailusion adds;
   * C, ailusion's capacity: images/s when the generator never waits, and C ÷ L;
   * achieved ÷ offered: the rate a run delivers (images ÷ the time from the first image to the
     end of the run, its last files written) when the generator offers 0.5·C and 0.8·C.
@@ -29,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +148,61 @@ def stage_costs(overrides=(), repeats: int = 5) -> dict[str, float]:
     keeps) and one of the manifest. The contact sheet,
     the black check, the 8-bit view and handing work between threads are left out: they are
     the overheads C ÷ L shows."""
+    with _stages(overrides) as stages:
+        return {name: _best(stage, repeats) / IMAGES for name, stage in stages.items()}
+
+
+def stage_costs_all_cores(overrides=(), repeats: int = 5) -> dict[str, float]:
+    """The same stages, run by ``cores()`` processes at once, one per core: seconds per image
+    each copy takes while every core is busy with the same work (each repeat starts together;
+    per stage, the best repeat of the slowest copy). On a machine whose cores share caches and
+    memory bandwidth, or whose virtual cores share more, this is more than :func:`stage_costs`."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # torch is loaded here already: no fork
+    count = cores()
+    barrier, results = context.Barrier(count), context.Queue()
+    copies = [context.Process(target=_timed_stages, args=(list(overrides), repeats, barrier,
+                                                          results)) for _ in range(count)]
+    for copy in copies:
+        copy.start()
+    runs = [results.get(timeout=600) for _ in copies]
+    for copy in copies:
+        copy.join()
+    if any(isinstance(run, str) for run in runs):
+        raise RuntimeError(next(run for run in runs if isinstance(run, str)))
+    return {name: min(max(run[name][k] for run in runs) for k in range(repeats)) / IMAGES
+            for name in runs[0]}
+
+
+def _timed_stages(overrides, repeats: int, barrier, results) -> None:
+    """Put each stage's time per repeat into ``results``, every repeat started together with the
+    other copies (or why this copy failed, as text)."""
+    times: dict[str, list[float]] = {}
+    try:
+        with _stages(overrides) as stages:
+            for name, stage in stages.items():
+                stage()  # warm
+                for _ in range(repeats):
+                    barrier.wait(timeout=300)
+                    started = time.perf_counter()
+                    stage()
+                    times.setdefault(name, []).append(time.perf_counter() - started)
+    except BaseException as exc:
+        barrier.abort()
+        results.put(f"{type(exc).__name__}: {exc}")
+        raise
+    results.put(times)
+
+
+#: Images each stage of :func:`stage_costs` handles per repeat.
+IMAGES = 8
+
+
+@contextmanager
+def _stages(overrides=()):
+    """The stages :func:`stage_costs` times, each a function handling :data:`IMAGES` images,
+    with torch on one thread meanwhile."""
     import torch
 
     from ailusion.rundir.files import write_bytes
@@ -156,7 +216,7 @@ def stage_costs(overrides=(), repeats: int = 5) -> dict[str, float]:
     preprocessor = resolve(pm, "preprocessor", "image")(config.preprocessor, context)
     model = resolve(pm, "model", config.model.plugin)(config.model, context)
     model.setup(preprocessor.output_shape)
-    images = photos(8)
+    images = photos(IMAGES)
     arrays = preprocessor.preprocess(images)
     views = [preprocessor.to_image(row) for row in arrays]
     text = {"prompt": "a magical forest with glowing trees", "seed": 3, "model": "paced",
@@ -185,11 +245,10 @@ def stage_costs(overrides=(), repeats: int = 5) -> dict[str, float]:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            costs = {name: _best(stage, repeats) / len(images) for name, stage in stages.items()}
+            yield stages
         finally:
             torch.set_num_threads(threads)
             npy.close(), manifest.close()
-    return costs
 
 
 def _encoder(config):
@@ -223,15 +282,19 @@ def measure(images: int, work: Path, overrides=(), repeats: int = 1, paced: bool
     The stage costs and the unpaced run are measured ``repeats`` times, interleaved, and the best
     of each kept: on a shared machine that catches a quiet moment for both."""
     keep_up(0, min(images, 48), work, overrides)  # warm: imports, first-call costs
-    costs, capacity = {}, 0.0
+    costs, busy, capacity = {}, {}, 0.0
     for _ in range(repeats):
         for name, cost in stage_costs(overrides).items():
             costs[name] = min(cost, costs.get(name, float("inf")))
         capacity = max(capacity, keep_up(0, images, work, overrides))
-    limit = cores() / sum(costs.values())
+        for name, cost in stage_costs_all_cores(overrides).items():
+            busy[name] = min(cost, busy.get(name, float("inf")))
+    limit, busy_limit = cores() / sum(costs.values()), cores() / sum(busy.values())
     written = [p.stat().st_size for p in (work / "keepup").glob("*_image_*.png")]
     result = {"cores": cores(), "costs_ms": {k: round(v * 1000, 3) for k, v in costs.items()},
               "L": limit, "C": capacity, "C/L": capacity / limit,
+              "costs_ms_all_cores_busy": {k: round(v * 1000, 3) for k, v in busy.items()},
+              "L_all_cores_busy": busy_limit, "C/L_all_cores_busy": capacity / busy_limit,
               "png_kib_per_image": sum(written) / images / 1024}
     if paced:
         for share in (0.5, 0.8):

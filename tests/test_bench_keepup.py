@@ -52,3 +52,11 @@ def test_stage_costs_measure_every_stage_of_the_limit(keepup):
     assert list(costs) == ["PNG 512²", "PNG 224²", "preprocess", "forward (batch 8)",
                            "write + sha256 of both", "npy row + sha256", "manifest row"]
     assert all(0 < cost < 1 for cost in costs.values())
+
+
+@pytest.mark.slow
+def test_stage_costs_with_every_core_busy_time_the_same_stages(keepup):
+    single = keepup.stage_costs(repeats=1)
+    busy = keepup.stage_costs_all_cores(repeats=1)
+    assert list(busy) == list(single)
+    assert all(0 < cost < 1 for cost in busy.values())
