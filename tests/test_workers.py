@@ -340,3 +340,12 @@ def test_a_prompt_line_drawn_once_and_pasted_is_the_same_pixels_as_drawn_in_plac
         pasted.paste(line, (at[0] + offset[0], at[1] + offset[1]))
     np.testing.assert_array_equal(np.asarray(pasted), np.asarray(drawn))
     assert (line is None) == (not prompt)
+
+
+def test_thumbnails_of_photographs_stay_within_three_grey_levels_of_the_exact_filter():
+    datasets = pytest.importorskip("sklearn.datasets")
+    photograph = Image.fromarray(datasets.load_sample_image("china.jpg")).crop((0, 0, 427, 427))
+    for side in (512, 224):
+        image = photograph.resize((side, side), Image.BICUBIC)
+        exact = np.asarray(image.resize((THUMB, THUMB), Image.BICUBIC), np.float32)
+        assert np.abs(np.asarray(_thumbnail(image), np.float32) - exact).mean() < 3.0
