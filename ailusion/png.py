@@ -144,10 +144,6 @@ class PngStream:
             self._parts.append(chunk(b"IDAT", data))
 
 
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def _with_chunks(data: bytes, chunks) -> bytes:
     """``data`` (a PNG) with ``chunks`` (Pillow's ``(type, data, after_idat)``) after its IHDR."""
     if not data.startswith(_SIGNATURE) or data[12:16] != b"IHDR":
