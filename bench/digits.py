@@ -3,7 +3,7 @@
     python bench/digits.py            # minimal and deeper model, each in ailusion and plain
     python bench/digits.py --quick    # 500 glyphs, 1 epoch: a smoke test of the harness
 
-For each model: ``ailusion experiment=digits`` (one job: ~5,000 glyphs, train, evaluate on the
+For each model: ``ailusion experiment=digits`` (one job: 10,000 glyphs, train, evaluate on the
 1,797 real digits) and ``bench/digits_plain.py`` (the same recipe in plain PyTorch, reading the
 same experiment config), each in a fresh process; then the trained-on-real reference (900 real
 digits, tested on the other 897). Prints accuracy, wall seconds and CPU seconds (the children's
