@@ -102,7 +102,8 @@ def test_the_relative_path_also_holds_in_an_installed_wheel():
     installed_json = Path("ailusion", "plugins", "flux_cnn", "juliapkg.json")
     assert package_dir["ailusion.plugins"] == "plugins" and package_dir["ailusion.julia"] == "julia"
     assert "juliapkg.json" in package_data["ailusion.plugins.flux_cnn"]
-    assert {"**/*.toml", "**/*.jl"} <= set(package_data["ailusion.julia"])
+    assert "*.toml" in package_data["ailusion.julia.AilusionFlux"]
+    assert "*.jl" in package_data["ailusion.julia.AilusionFlux.src"]
     target = Path("ailusion", "julia", "AilusionFlux")
     relative = json.loads(JULIAPKG_JSON.read_text())["packages"]["AilusionFlux"]["path"]
     site = Path("/site-packages")
