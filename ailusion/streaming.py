@@ -70,6 +70,14 @@ class Consumer:
                 continue
         return False
 
+    def _taken(self, source: queue.Queue):
+        """The items of ``source`` as they come, until the run stops (``_hand``'s other end)."""
+        while not self._stopped.is_set():
+            try:
+                yield source.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
     def _fail(self, exc: BaseException) -> None:
         """Keep a worker's error for the generating thread, and stop the other worker."""
         if self.error is None:
@@ -94,11 +102,7 @@ class Consumer:
             self._started.set()
         batch: list = []
         try:
-            while not self._stopped.is_set():
-                try:
-                    item = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
+            for item in self._taken(self._queue):
                 if batch and item is not _STOP and (
                         self.group(item[0].index) != self.group(batch[0][0].index)):
                     self._process(batch)
@@ -120,11 +124,7 @@ class Consumer:
         """The recorder: each processed batch to the outputs, in order (see the module doc)."""
         yield_to_generation()
         try:
-            while not self._stopped.is_set():
-                try:
-                    item = self._processed.get(timeout=0.1)
-                except queue.Empty:
-                    continue
+            for item in self._taken(self._processed):
                 if item is _STOP:
                     return
                 self.outputs.add_batch(*item)

@@ -41,6 +41,8 @@ import numpy as np
 from ailusion import hookimpl
 
 SIDE = 512
+#: Images each stage of :func:`stage_costs` handles per repeat.
+IMAGES = 8
 #: The first stages' overrides: the torch twin on the CPU (Julia may be absent), no progress bar.
 OVERRIDES = ["generator=tiny", "model.backend=torch", "model.device=cpu", "progress=false"]
 
@@ -193,10 +195,6 @@ def _timed_stages(overrides, repeats: int, barrier, results) -> None:
         results.put(f"{type(exc).__name__}: {exc}")
         raise
     results.put(times)
-
-
-#: Images each stage of :func:`stage_costs` handles per repeat.
-IMAGES = 8
 
 
 @contextmanager

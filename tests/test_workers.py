@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -276,15 +277,13 @@ def test_a_recorder_failure_stops_the_run_with_its_error_and_keeps_what_is_compl
         ailusion.run([*FAST, "prompts=[a,b,c,d,e,f]", "output.format=failing_add",
                       "model.batch_size=2"], run_dir=tmp_path / "run", pm=pm)
     run = tmp_path / "run"
-    kept = [__import__("json").loads(line)["index"] for line in open(run / "metadata.jsonl")]
+    kept = [json.loads(line)["index"] for line in open(run / "metadata.jsonl")]
     assert kept[:2] == [1, 2] and 3 not in kept  # the failed one is made again by a rerun
     assert not (run / "predictions.json").exists()
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_predictions_json_is_streamed_in_the_arrays_order_and_left_whole(tmp_path):
-    import json
-
     result = ailusion.run([*FAST, "prompts=[a,b,c,d,e]", "model.batch_size=2"],
                           run_dir=tmp_path / "run", pm=plugin_manager())
     run = tmp_path / "run"
@@ -302,8 +301,6 @@ def test_predictions_json_is_streamed_in_the_arrays_order_and_left_whole(tmp_pat
 
 def test_a_manifest_appended_in_order_is_not_rewritten_and_a_resumed_one_is(
         tmp_path, monkeypatch):
-    import json
-
     from ailusion.rundir import manifest
 
     rewrites, write_manifest = [], manifest.write_manifest

@@ -70,32 +70,27 @@ class StreamedFile:
     half of it, and nothing is left to write after the last piece."""
 
     def __init__(self, path: Path):
-        import hashlib
-
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
         try:
             self._file = open(self._tmp, "xb")
         except OSError as exc:
             raise write_error(self.path, exc) from exc
-        self._sha = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         try:
             self._file.write(data)
         except OSError as exc:
             raise write_error(self.path, exc) from exc
-        self._sha.update(data)
 
-    def close(self) -> str:
-        """Put the file in place; returns its sha256."""
+    def close(self) -> None:
+        """Put the file in place."""
         try:
             self._file.close()
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.discard()
             raise write_error(self.path, exc) from exc
-        return self._sha.hexdigest()
 
     def discard(self) -> None:
         try:
