@@ -24,6 +24,7 @@ SETTINGS = {
     "28×28, no augmentation": {},
     "28×28, every augmentation": ALL,
     "8×8 ×4 supersampled (experiment=digits)": "digits",
+    "the same, the machine's fonts": ("digits", {"fonts": ["default", "system"]}),
 }
 
 
@@ -47,12 +48,13 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'setting':42} {'cold img/s':>10} {'warm img/s':>10}   (per core, CPU time)")
     for name, options in SETTINGS.items():
-        if options == "digits":  # the generator node of conf/experiment/digits.yaml
-            if not (ROOT / "conf" / "experiment" / "digits.yaml").is_file():
+        if options == "digits" or isinstance(options, tuple):  # conf/experiment/digits.yaml's
+            if not (ROOT / "conf" / "experiment" / "digits.yaml").is_file():  # generator node
                 continue
+            extra = options[1] if isinstance(options, tuple) else {}
             node = OmegaConf.load(ROOT / "conf" / "experiment" / "digits.yaml").generator
             options = {k: v for k, v in OmegaConf.to_container(node).items()
-                       if k != "num_images_per_prompt"}
+                       if k != "num_images_per_prompt"} | extra
         cold, warm = rate(options, args.images)
         print(f"{name:42} {cold:10.0f} {warm:10.0f}")
 

@@ -95,15 +95,15 @@ def test_experiment_digits_without_scikit_learn_fails_in_one_line(tmp_path):
                      "pip install 'ailusion[digits]' (or give eval_dir=DIR)"], proc.stderr
 
 
-def test_experiment_digits_draws_sans_and_mono_faces_only(tmp_path):
+def test_experiment_digits_draws_the_pen_strokes_the_same_on_every_machine(tmp_path):
     from ailusion.api import compose_config
     from ailusion.plugins.glyphs.fonts import resolve_fonts
 
     config = compose_config(["experiment=digits", f"eval_dir={tmp_path}"])
-    default = compose_config(["generator=glyphs"]).generator.exclude_fonts
-    assert set(default) <= set(config.generator.exclude_fonts)  # picture fonts stay out
-    names = [font.name for font in resolve_fonts(["default", "system"],
+    names = [font.name for font in resolve_fonts(list(config.generator.fonts),
                                                  list(config.generator.exclude_fonts),
                                                  [str(d) for d in range(10)])]
-    assert "default" in names
-    assert not [n for n in names if "Serif" in n or n.startswith(("C059", "P052", "Z003"))]
+    assert names == ["Strokes 1", "Strokes 2", "Strokes 3", "Strokes 4"]  # no system font
+    fonts = compose_config(["experiment=digits", f"eval_dir={tmp_path}",
+                            "generator.fonts=[default,system]"]).generator
+    assert resolve_fonts(list(fonts.fonts), list(fonts.exclude_fonts), ["0"])[0].name == "default"

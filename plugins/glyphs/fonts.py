@@ -3,6 +3,8 @@
 ``generator.fonts`` is a list of entries, each one of
 
 - ``default``: Pillow's built-in scalable font (``ImageFont.load_default(size=…)``);
+- ``strokes``: the digits as people write them, drawn with a round pen (strokes.py), one face
+  per form;
 - ``system``: every TrueType/OpenType font fontconfig (``fc-list``) knows, or, without fontconfig,
   every .ttf/.otf/.ttc under the usual font folders;
 - a family name or a glob over family names, e.g. ``DejaVu Sans``, ``Nimbus*``, ``*Mono*``
@@ -28,22 +30,30 @@ from pathlib import Path
 
 from ailusion.errors import ConfigError
 
+from . import strokes
+
 EXTENSIONS = (".ttf", ".otf", ".ttc")
 FONT_DIRS = (
     "/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
     "/Library/Fonts", "/System/Library/Fonts", "~/Library/Fonts", "C:/Windows/Fonts",
 )
 DEFAULT = "default"  # the name of Pillow's font in the manifest's ``font`` column
+STROKES = "Strokes"  # the family of the pen-drawn digits' faces ("Strokes 1", …)
 
 
 @dataclass(frozen=True, order=True)
 class Font:
-    """One face: ``path`` is None for Pillow's built-in font."""
+    """One face: ``path`` is None for Pillow's built-in font and for the pen-drawn faces (family
+    ``Strokes``, ``index`` the form they draw)."""
 
     family: str  # "default" for Pillow's font
     style: str = ""
     path: str | None = None
     index: int = 0  # face index inside a .ttc collection
+
+    @property
+    def is_strokes(self) -> bool:
+        return self.path is None and self.family == STROKES
 
     @property
     def name(self) -> str:
@@ -105,6 +115,9 @@ def _covers(font: Font, chars: str) -> bool:
     """Whether ``font`` has a glyph of its own for every character (not the missing-glyph box)."""
     from PIL import Image, ImageDraw
 
+    if font.is_strokes:
+        return strokes.covers(chars)
+
     def mask(face, char: str) -> bytes:
         image = Image.new("L", (48, 48), 0)
         ImageDraw.Draw(image).text((8, 8), char, fill=255, font=face)
@@ -136,9 +149,11 @@ def resolve_fonts(entries: list[str], exclude: list[str], texts: list[str]) -> l
     ]
     usable = [f for f in fonts if _covers(f, chars)]
     if not usable:
+        only = " (strokes draws the digits 0-9 only)" if "strokes" in entries else ""
         raise ConfigError(
             "generator.fonts", f"none of the {len(fonts)} fonts of {entries} draws every "
-            f"character of {chars!r}; install fonts that do (e.g. fonts-dejavu) or add 'default'"
+            f"character of {chars!r}{only}; install fonts that do (e.g. fonts-dejavu) or add "
+            "'default'"
         )
     return usable
 
@@ -146,6 +161,8 @@ def resolve_fonts(entries: list[str], exclude: list[str], texts: list[str]) -> l
 def _match(entry: str) -> list[Font]:
     if entry == DEFAULT:
         return [Font(DEFAULT)]
+    if entry == "strokes":
+        return [Font(STROKES, str(k + 1), None, k) for k in range(strokes.FACES)]
     if entry == "system":
         return list(system_fonts())
     path = Path(entry).expanduser()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from . import strokes
 from .fonts import Font
 
 #: The keys drawn per image, in the order they are drawn (the manifest records each).
@@ -74,13 +75,17 @@ def _text(text: str, font: Font, size: int, thickness: float) -> Glyph:
 
 @functools.lru_cache(maxsize=16384)
 def _draw(text: str, font: Font, size: int, stroke: int, erode: int) -> Glyph:
-    face = font.load(size)
-    left, top, right, bottom = face.getbbox(text, stroke_width=stroke)
-    pad = 2
-    image = Image.new("L", (max(1, right - left + 2 * pad), max(1, bottom - top + 2 * pad)), 0)
-    ImageDraw.Draw(image).text(
-        (pad - left, pad - top), text, fill=255, font=face, stroke_width=stroke, stroke_fill=255
-    )
+    if font.is_strokes:  # the pen widens or narrows: no erosion
+        image = strokes.draw(text, font.index, size, stroke - erode)
+        erode = 0
+    else:
+        face = font.load(size)
+        left, top, right, bottom = face.getbbox(text, stroke_width=stroke)
+        pad = 2
+        image = Image.new("L", (max(1, right - left + 2 * pad), max(1, bottom - top + 2 * pad)), 0)
+        ImageDraw.Draw(image).text(
+            (pad - left, pad - top), text, fill=255, font=face, stroke_width=stroke, stroke_fill=255
+        )
     if erode > 0:  # thinner strokes: erode by a (2r+1)² window
         image = image.filter(ImageFilter.MinFilter(2 * erode + 1))
     box = image.getbbox()
