@@ -110,3 +110,29 @@ def test_a_failed_run_leaves_no_empty_outputs_date_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "ailusion", "generator=tiny", "prompts=[]"], cwd=tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == \
         ["outputs", "outputs/earlier"]
+
+
+def tree(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_a_failed_run_removes_only_the_dirs_made_for_it(tmp_path):
+    for name in ("runs", "own", "mine"):
+        (tmp_path / name).mkdir()  # a user's empty dirs
+    bad = ["generator=tiny", "prompts=[]"]
+    for run_dir in ("runs/a", "own", str(tmp_path / "mine" / "sub" / "a"), "runs/new/deeper/a"):
+        cli = ailusion_cli(*bad, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert cli.returncode == 1 and "prompts: no prompts" in cli.stderr, cli.stderr
+    train = ailusion_cli("train", f"data={tmp_path / 'nothing'}", "hydra.run.dir=runs/t",
+                         cwd=tmp_path)
+    assert train.returncode == 1 and "Traceback" not in train.stderr, train.stderr
+    sweep = ailusion_cli("-m", *bad, "generator.seed=1,2", "hydra.sweep.dir=runs/sweep",
+                         cwd=tmp_path)
+    assert sweep.returncode == 1, sweep.stderr
+    assert tree(tmp_path) == ["mine", "own", "runs", "runs/sweep", "runs/sweep/multirun.yaml"]
+    # The Python API: what it made goes, a user's empty run dir stays.
+    with pytest.raises(AilusionError):
+        ailusion.run(bad, run_dir=tmp_path / "api" / "made" / "run")
+    with pytest.raises(AilusionError):
+        ailusion.run(bad, run_dir=tmp_path / "own")
+    assert tree(tmp_path) == ["mine", "own", "runs", "runs/sweep", "runs/sweep/multirun.yaml"]

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -194,28 +195,85 @@ def _flatten(node, prefix: str = "") -> dict:
     return out
 
 
-def snapshot(run_dir: Path) -> frozenset[str] | None:
-    """The names in ``run_dir`` before a run starts (None when it does not exist), for
-    :func:`discard_if_unused`."""
+#: The nearest dir that existed before Hydra made the run's (or the sweep's) dir, recorded by
+#: :class:`RecordExistingDir` as the run starts (in the environment, so that the jobs a launcher
+#: runs in other processes see it too): a failed run removes no dir at or above it.
+EXISTED_ENV = "AILUSION_EXISTING_DIR"
+
+
+@dataclass(frozen=True)
+class Before:
+    """What was there before a run started: the names in its dir (None: no dir), and the nearest
+    dir that existed (the run dir itself when it did)."""
+
+    names: frozenset[str] | None
+    existed: Path
+
+
+def snapshot(run_dir: Path) -> Before:
+    """What ``run_dir`` held before a run starts, for :func:`discard_if_unused`."""
     try:
-        return frozenset(os.listdir(run_dir))
+        names = frozenset(os.listdir(run_dir))
     except OSError:
-        return None
+        return Before(None, nearest_existing(run_dir))
+    return Before(names, _recorded(run_dir))
 
 
-def discard_if_unused(run_dir: Path, before: frozenset[str] | None = None) -> None:
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists, resolved."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.resolve()
+
+
+def _recorded(run_dir: Path) -> Path:
+    """The dir :class:`RecordExistingDir` recorded when it is ``run_dir`` or above it; else
+    ``run_dir`` itself (nothing is known to have been made for the run: nothing is removed)."""
+    target = Path(run_dir).resolve()
+    recorded = os.environ.get(EXISTED_ENV)
+    if recorded and (Path(recorded) == target or Path(recorded) in target.parents):
+        return Path(recorded)
+    return target
+
+
+class RecordExistingDir:
+    """Hydra callback (``hydra.callbacks.existing_dir`` in the apps' configs): before Hydra makes
+    the run's dir, or the sweep's, records the nearest dir that exists, so that a failed run
+    removes only the dirs made for it, never one a user made, empty or not."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        os.environ[EXISTED_ENV] = str(nearest_existing(Path(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        os.environ[EXISTED_ENV] = str(nearest_existing(Path(config.hydra.sweep.dir)))
+
+    # Hydra calls every event on every callback (hydra.experimental.callback.Callback's methods,
+    # not subclassed here: importing it costs a run that does not use Hydra 0.15 s).
+    def on_run_end(self, config, **kwargs) -> None: ...
+    def on_multirun_end(self, config, **kwargs) -> None: ...
+    def on_job_start(self, config, **kwargs) -> None: ...
+    def on_job_end(self, config, job_return, **kwargs) -> None: ...
+
+
+def discard_if_unused(run_dir: Path, before: Before | None = None) -> None:
     """After a run that failed before writing any data, remove what it created in ``run_dir``,
     and nothing else: the lock and ``.hydra/`` it made, Hydra's log file when this process made
-    it, and the dir itself when the run made it. ``before`` is :func:`snapshot` of the dir taken
-    as the run started (None: there was no dir). A dir another run holds is left alone."""
+    it, and the dir itself and the empty dirs above it that were made for the run (below
+    ``before.existed``). ``before`` is :func:`snapshot` of the dir taken as the run started
+    (None: the dir was made for the run, as far as :class:`RecordExistingDir` tells). A dir
+    another run holds is left alone."""
     from filelock import FileLock, Timeout
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
+    if before is None:
+        before = Before(None, _recorded(run_dir))
     names = {entry.name for entry in run_dir.iterdir()}
-    created = names - (before or set())
-    had_data = any(_is_data(name) for name in before or ())
+    earlier = before.names or frozenset()
+    created = names - earlier
+    had_data = any(_is_data(name) for name in earlier)
     # A dir with data keeps its logs (a history of its runs); else the logs this process made go.
     log = _hydra_log_name()
     logs = {log} if log in names and not had_data and _made_by_this_process(run_dir / log) else set()
@@ -231,22 +289,19 @@ def discard_if_unused(run_dir: Path, before: frozenset[str] | None = None) -> No
             shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
         for name in logs:
             (run_dir / name).unlink(missing_ok=True)
-        if LOCK_FILE not in (before or ()):  # made by this run (or just now, to hold the dir)
+        if LOCK_FILE not in earlier:  # made by this run (or just now, to hold the dir)
             (run_dir / LOCK_FILE).unlink(missing_ok=True)
     finally:
         lock.release()
-    made_here = before is None or before <= logs  # no dir, or one Hydra made for this job
-    if not made_here:
+    if not earlier <= logs:  # the dir held something before the run (other than its own log)
         return
-    # Then the dir, and the parents left empty (Hydra's outputs/DATE/), up to the working dir.
-    cwd, target = Path.cwd().resolve(), run_dir.resolve()
-    inside = cwd in target.parents
-    while target != cwd:
+    # Then the dir, and the parents left empty (Hydra's outputs/DATE/), down from the nearest
+    # dir that existed before the run.
+    target = run_dir.resolve()
+    while before.existed in target.parents:
         try:
             os.rmdir(target)
         except OSError:  # not empty (something new appeared, or another run's): keep it
-            break
-        if not inside:  # a dir outside the working dir: that dir alone
             break
         target = target.parent
 

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..rundir import files
-from ..rundir.claim import discard_if_unused
+from ..rundir.claim import discard_if_unused, snapshot
 from ..errors import AilusionError, ConfigError
 from ..stages import StageContext
 from . import evaluation, loop, plots, settings
@@ -107,6 +107,7 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
     model.train_setup(plan.settings(len(classes)))
 
     # 2. Train (resuming what a killed run into out_dir finished)
+    before = snapshot(out_dir)  # a run that fails before its first epoch removes what it made
     out_dir.mkdir(parents=True, exist_ok=True)
     if on_start is not None:
         on_start()
@@ -123,7 +124,7 @@ def train(config, data_paths, out_dir: Path, pm=None, explicit: frozenset = froz
         fitted = loop.fit(model, data, train_pos, val_pos, plan, out_dir, fingerprint, progress,
                           epoch_end)
     except BaseException:
-        discard_if_unused(out_dir)  # no epoch finished: nothing to keep
+        discard_if_unused(out_dir, before)  # no epoch finished: nothing to keep
         raise
 
     # 3. Scores and outputs
