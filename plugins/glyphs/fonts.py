@@ -39,6 +39,7 @@ FONT_DIRS = (
 )
 DEFAULT = "default"  # the name of Pillow's font in the manifest's ``font`` column
 STROKES = "Strokes"  # the family of the pen-drawn digits' faces ("Strokes 1", …)
+STROKES_ENTRY = "strokes"  # their entry in ``generator.fonts``
 
 
 @dataclass(frozen=True, order=True)
@@ -149,7 +150,7 @@ def resolve_fonts(entries: list[str], exclude: list[str], texts: list[str]) -> l
     ]
     usable = [f for f in fonts if _covers(f, chars)]
     if not usable:
-        only = " (strokes draws the digits 0-9 only)" if "strokes" in entries else ""
+        only = " (strokes draws the digits 0-9 only)" if STROKES_ENTRY in entries else ""
         raise ConfigError(
             "generator.fonts", f"none of the {len(fonts)} fonts of {entries} draws every "
             f"character of {chars!r}{only}; install fonts that do (e.g. fonts-dejavu) or add "
@@ -161,7 +162,7 @@ def resolve_fonts(entries: list[str], exclude: list[str], texts: list[str]) -> l
 def _match(entry: str) -> list[Font]:
     if entry == DEFAULT:
         return [Font(DEFAULT)]
-    if entry == "strokes":
+    if entry == STROKES_ENTRY:
         return [Font(STROKES, str(k + 1), None, k) for k in range(strokes.FACES)]
     if entry == "system":
         return list(system_fonts())

@@ -75,24 +75,29 @@ def _text(text: str, font: Font, size: int, thickness: float) -> Glyph:
 
 @functools.lru_cache(maxsize=16384)
 def _draw(text: str, font: Font, size: int, stroke: int, erode: int) -> Glyph:
-    if font.is_strokes:  # the pen widens or narrows: no erosion
+    if font.is_strokes:  # the pen itself widens or narrows
         image = strokes.draw(text, font.index, size, stroke - erode)
-        erode = 0
     else:
-        face = font.load(size)
-        left, top, right, bottom = face.getbbox(text, stroke_width=stroke)
-        pad = 2
-        image = Image.new("L", (max(1, right - left + 2 * pad), max(1, bottom - top + 2 * pad)), 0)
-        ImageDraw.Draw(image).text(
-            (pad - left, pad - top), text, fill=255, font=face, stroke_width=stroke, stroke_fill=255
-        )
-    if erode > 0:  # thinner strokes: erode by a (2r+1)² window
-        image = image.filter(ImageFilter.MinFilter(2 * erode + 1))
+        image = _text_image(text, font, size, stroke, erode)
     box = image.getbbox()
     image = image.crop(box) if box else image.crop((0, 0, 0, 0))
     ink = np.asarray(image, dtype=np.float32)
     ys, xs = np.nonzero(ink)
     return Glyph(image, ink, np.stack([xs + 0.5, ys + 0.5]), ink[ys, xs])
+
+
+def _text_image(text: str, font: Font, size: int, stroke: int, erode: int) -> Image.Image:
+    """``text`` drawn with a font's outline grown by ``stroke`` or eroded by ``erode`` pixels."""
+    face = font.load(size)
+    left, top, right, bottom = face.getbbox(text, stroke_width=stroke)
+    pad = 2
+    image = Image.new("L", (max(1, right - left + 2 * pad), max(1, bottom - top + 2 * pad)), 0)
+    ImageDraw.Draw(image).text(
+        (pad - left, pad - top), text, fill=255, font=face, stroke_width=stroke, stroke_fill=255
+    )
+    if erode > 0:  # thinner strokes: erode by a (2r+1)² window
+        image = image.filter(ImageFilter.MinFilter(2 * erode + 1))
+    return image
 
 
 def _linear(rotation: float, shear: float, aspect: float) -> np.ndarray:
