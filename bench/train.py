@@ -8,7 +8,8 @@ ailusion's side is ``ailusion.training.loop.fit`` for one epoch: Python's batch 
 reader's batch, the model plugin's ``train_step`` (numpy in, loss and logits out), the
 validation pass over a few images and the checkpoint; once on the arrays in memory, once read
 from a run dir's ``preprocessed.npy``. The plain loop indexes torch tensors and steps torch's Adam,
-nothing else. Each is timed best of several, interleaved, with the same torch thread count.
+nothing else. They run in rounds, in turn, with the same torch thread count; a ratio is the
+median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def main() -> None:
 
 
 def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> dict:
-    """``{threads: (plain, ailusion from memory, ailusion from a run dir)}`` in images/s;
-    ``report`` prints the table as it goes."""
+    """``{threads: (plain, ailusion from memory, ailusion from a run dir, memory ÷ plain,
+    run dir ÷ plain)}``: rates in images/s (each one's best epoch); ratios the median over the
+    rounds of each round's ratio, each round running the three in turn in a rotating order (on a
+    shared machine the rate moves by a quarter from minute to minute; a round's epochs are
+    seconds apart). ``report`` prints the table as it goes."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -75,7 +79,7 @@ def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> di
     from ailusion.training.data import RunDirReader
     from ailusion.training.settings import Plan
 
-    n, size, batch, repeats = (512, 32, 32, 2) if quick else (2048, 32, 32, 5)
+    n, size, batch, repeats = (512, 32, 32, 2) if quick else (2048, 32, 32, 9)
     classes = [str(i) for i in range(10)]
     rng = np.random.default_rng(0)
     x = rng.random((n, 3, size, size), dtype=np.float32)
@@ -123,23 +127,28 @@ def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> di
 
     say = print if report else (lambda *_: None)
     say(f"training throughput, {len(train_pos)} images of 3×{size}×{size} per epoch, "
-        f"batch {batch}, best of {repeats} (of 2 with more threads)")
+        f"batch {batch}, {repeats} rounds (2 with more threads); rates: best epoch; ratios: "
+        "the median over rounds of each round's ratio")
     say(f"{'threads':>7}  {'plain torch img/s':>17}  {'ailusion (memory)':>17}  "
         f"{'÷ plain':>7}  {'ailusion (run dir)':>18}  {'÷ plain':>7}")
     results, previous = {}, torch.get_num_threads()
     for threads in thread_counts:
         torch.set_num_threads(threads)
-        best = [float("inf")] * 3
-        for _ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: slow
-            for i, fn in enumerate((plain_epoch, ailusion_epoch(in_memory),
-                                    ailusion_epoch(on_disk))):
+        epochs = (plain_epoch, ailusion_epoch(in_memory), ailusion_epoch(on_disk))
+        times = []  # per round: the seconds of each epoch, run in a rotating order
+        for round_ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: slow
+            took = [0.0] * 3
+            for i in np.roll(np.arange(3), round_):
                 started = time.perf_counter()
-                fn()
-                best[i] = min(best[i], time.perf_counter() - started)
-        rate = [len(train_pos) / t for t in best]
-        results[threads] = tuple(rate)
-        say(f"{threads:>7}  {rate[0]:>17.0f}  {rate[1]:>17.0f}  {rate[1] / rate[0]:>7.3f}  "
-            f"{rate[2]:>18.0f}  {rate[2] / rate[0]:>7.3f}")
+                epochs[i]()
+                took[i] = time.perf_counter() - started
+            times.append(took)
+        times = np.array(times)
+        rate = [len(train_pos) / t for t in times.min(axis=0)]
+        ratio = [float(np.median(times[:, 0] / times[:, i])) for i in (1, 2)]
+        results[threads] = (*rate, *ratio)
+        say(f"{threads:>7}  {rate[0]:>17.0f}  {rate[1]:>17.0f}  {ratio[0]:>7.3f}  "
+            f"{rate[2]:>18.0f}  {ratio[1]:>7.3f}")
     torch.set_num_threads(previous)
     return results
 

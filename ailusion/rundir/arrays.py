@@ -12,6 +12,8 @@ only the rows asked for.
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from . import records
 SINGLE = "preprocessed.npy"
 CHUNKS = "preprocessed"
 _CHUNK = re.compile(r"[0-9]{5,}\.npy")
+#: How many array files :meth:`Arrays.read` keeps mapped at once (each holds a file descriptor).
+MAPPED_FILES = 16
 
 
 def chunk_name(number: int) -> str:
@@ -82,6 +86,10 @@ class Arrays:
         self.dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
         self._starts = np.cumsum([0] + [shape[0] for shape, _, _ in self._layouts])
         self._row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+        # Each file as it was checked (device, inode, size, mtime): a file changed since is refused.
+        self._paths = [self.run_dir / name for name in self.names]
+        self._identities = [_identity(os.stat(path)) for path in self._paths]
+        self._mapped: dict[int, np.ndarray] = {}  # file → its rows, least recently read first
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -96,24 +104,53 @@ class Arrays:
                 for name, a, b in zip(self.names, self._starts[:-1], self._starts[1:])]
 
     def read(self, positions, dtype=np.float32) -> np.ndarray:
-        """The rows at ``positions`` (in that order) as one ``dtype`` array, read in file order."""
+        """The rows at ``positions`` (in that order) as one ``dtype`` array.
+
+        Each file is read through a read-only memory map (its pages are the OS's file cache,
+        shared and given back under memory pressure), at most :data:`MAPPED_FILES` at a time;
+        a file changed or cut short since it was checked is refused, never read past its end."""
         positions = np.asarray(positions, np.int64)
+        if len(self.names) == 1 and len(positions):  # one file: index it directly
+            if positions.min() < 0 or positions.max() >= len(self):
+                bad = positions[(positions < 0) | (positions >= len(self))][0]
+                raise IndexError(f"no array row {bad}")
+            return self._rows_of(0)[positions].astype(dtype, copy=False)
         out = np.empty((len(positions), *self.row_shape), dtype)
-        direct = out.dtype == self.dtype  # read straight into the result, else convert a row
-        raw = None if direct else np.empty(self.row_shape, self.dtype)
         file_of = np.searchsorted(self._starts, positions, side="right") - 1
         for k in np.unique(file_of):
             if not 0 <= k < len(self.names):
                 raise IndexError(f"no array row {positions[file_of == k][0]}")
-            offset = self._layouts[k][2]
-            path = self.run_dir / self.names[k]
-            with open(path, "rb", buffering=0) as f:
-                for i in np.flatnonzero(file_of == k)[np.argsort(positions[file_of == k],
-                                                                  kind="stable")]:
-                    row = out[i] if direct else raw
-                    f.seek(offset + int(positions[i] - self._starts[k]) * self._row_bytes)
-                    if f.readinto(memoryview(row.reshape(-1).view(np.uint8))) != self._row_bytes:
-                        raise records.corrupt(path, "truncated while read")
-                    if not direct:
-                        out[i] = raw
+            at = np.flatnonzero(file_of == k)
+            out[at] = self._rows_of(int(k))[positions[at] - self._starts[k]]
         return out
+
+    def _rows_of(self, k: int) -> np.ndarray:
+        """File ``k``'s rows, (n, C, H, W), mapped; checked against the file as it is now."""
+        path, (shape, _, offset) = self._paths[k], self._layouts[k]
+        try:
+            now = os.stat(path)
+        except OSError as exc:
+            raise records.corrupt(path, f"gone while read: {exc.strerror}") from None
+        if now.st_size < offset + shape[0] * self._row_bytes:
+            raise records.corrupt(path, "truncated while read")
+        if _identity(now) != self._identities[k]:
+            raise records.corrupt(path, "changed while read")
+        rows = self._mapped.pop(k, None)
+        if rows is None:
+            if len(self._mapped) >= MAPPED_FILES:  # unmap the least recently read
+                del self._mapped[next(iter(self._mapped))]
+            rows = _map_rows(path, shape, self.dtype, offset)
+        self._mapped[k] = rows  # now the most recently read
+        return rows
+
+
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _map_rows(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
+    if shape[0] == 0:
+        return np.empty(shape, dtype)
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapped, dtype, int(np.prod(shape)), offset).reshape(shape)
