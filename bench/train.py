@@ -79,7 +79,7 @@ def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> di
     from ailusion.training.data import RunDirReader
     from ailusion.training.settings import Plan
 
-    n, size, batch, repeats = (512, 32, 32, 2) if quick else (2048, 32, 32, 9)
+    n, size, batch, repeats = (512, 32, 32, 3) if quick else (2048, 32, 32, 9)
     classes = [str(i) for i in range(10)]
     rng = np.random.default_rng(0)
     x = rng.random((n, 3, size, size), dtype=np.float32)
@@ -135,6 +135,8 @@ def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> di
     for threads in thread_counts:
         torch.set_num_threads(threads)
         epochs = (plain_epoch, ailusion_epoch(in_memory), ailusion_epoch(on_disk))
+        for epoch in epochs:  # warm up: torch's first calls, the file cache, the imports
+            epoch()
         times = []  # per round: the seconds of each epoch, run in a rotating order
         for round_ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: slow
             took = [0.0] * 3
