@@ -138,7 +138,7 @@ def measure(quick: bool = False, thread_counts=(1,), report: bool = False) -> di
         for epoch in epochs:  # warm up: torch's first calls, the file cache, the imports
             epoch()
         times = []  # per round: the seconds of each epoch, run in a rotating order
-        for round_ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: slow
+        for round_ in range(repeats if threads == 1 else min(repeats, 2)):  # 2 threads: 10× slower when busy
             took = [0.0] * 3
             for i in np.roll(np.arange(3), round_):
                 started = time.perf_counter()

@@ -110,16 +110,16 @@ class Arrays:
         shared and given back under memory pressure), at most :data:`MAPPED_FILES` at a time;
         a file changed or cut short since it was checked is refused, never read past its end."""
         positions = np.asarray(positions, np.int64)
-        if len(self.names) == 1 and len(positions):  # one file: index it directly
-            if positions.min() < 0 or positions.max() >= len(self):
-                bad = positions[(positions < 0) | (positions >= len(self))][0]
-                raise IndexError(f"no array row {bad}")
-            return self._rows_of(0)[positions].astype(dtype, copy=False)
-        out = np.empty((len(positions), *self.row_shape), dtype)
         file_of = np.searchsorted(self._starts, positions, side="right") - 1
-        for k in np.unique(file_of):
-            if not 0 <= k < len(self.names):
-                raise IndexError(f"no array row {positions[file_of == k][0]}")
+        outside = (file_of < 0) | (file_of >= len(self.names))
+        if outside.any():
+            raise IndexError(f"no array row {positions[outside][0]}")
+        files = np.unique(file_of)
+        if len(files) == 1:  # every row from one file: index it directly, no second copy
+            k = int(files[0])
+            return self._rows_of(k)[positions - self._starts[k]].astype(dtype, copy=False)
+        out = np.empty((len(positions), *self.row_shape), dtype)
+        for k in files:
             at = np.flatnonzero(file_of == k)
             out[at] = self._rows_of(int(k))[positions[at] - self._starts[k]]
         return out

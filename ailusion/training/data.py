@@ -5,8 +5,8 @@ preprocessor's config node, as recorded when the data was made), the input shape
 each image's number and class id, and reads any batch of images as a (N, C, H, W) float32 array
 with their (N,) int64 class ids. It reads only the rows asked for: memory stays flat however
 large the data (a run dir's arrays are read through a memory map, as fast as arrays in memory
-once the OS caches the file). :class:`RunDirReader` reads a run dir (or a merged one) of the ``imagefolder``
-layout; other formats plug in through the ``register_data_readers`` hook.
+once the OS caches the file). :class:`RunDirReader` reads a run dir (or a merged one) of the
+``imagefolder`` layout; other formats plug in through the ``register_data_readers`` hook.
 
 :func:`open_data` opens one or more dirs as one :class:`Data`, refusing dirs made with other
 class lists or preprocessing, and :func:`validation_mask` splits by image number alone, so an
@@ -178,9 +178,9 @@ class Data:
 
     def batch(self, positions) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, np.int64)
-        if len(self.parts) == 1:
-            if len(positions) and (positions.min() < 0 or positions.max() >= len(self)):
-                raise IndexError(f"positions outside 0…{len(self) - 1}")
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"positions outside 0…{len(self) - 1}")
+        if len(self.parts) == 1:  # no second copy
             return self.parts[0].batch(positions)
         x = np.empty((len(positions), *self.input_shape), np.float32)
         y = np.empty(len(positions), np.int64)
